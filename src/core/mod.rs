@@ -1,0 +1,11 @@
+//! The pure core: every algorithm of ratekeeper, with no Python in it.
+//!
+//! The bindings in `crate::py` validate arguments, call into here and map the
+//! results; `cargo test --no-default-features` tests this module alone.
+
+pub mod clock;
+pub mod gcra;
+pub mod limit;
+
+pub use clock::{Clock, ManualClock, Nanos};
+pub use limit::{Limit, LimitError, Reservation};

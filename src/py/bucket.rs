@@ -1,0 +1,106 @@
+//! `TokenBucket`: the binding of `core::gcra::TokenBucket`.
+
+use crate::core::gcra;
+use crate::core::Limit;
+use pyo3::prelude::*;
+
+use super::clock::clock_from;
+use super::errors::{check_positive, config_error};
+use super::protocol;
+
+/// A token bucket: starts full, refills at `rate` units/s up to `capacity`.
+///
+/// The Python class `ratekeeper.TokenBucket` subclasses this one and adds the
+/// async methods.
+#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "TokenBucket")]
+pub struct TokenBucket {
+    inner: gcra::TokenBucket,
+}
+
+#[pymethods]
+impl TokenBucket {
+    #[new]
+    #[pyo3(signature = (rate, capacity, *, clock=None))]
+    fn new(rate: f64, capacity: f64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let clock = clock_from(clock)?;
+        let inner = gcra::TokenBucket::new(rate, capacity, clock).map_err(config_error)?;
+        Ok(TokenBucket { inner })
+    }
+
+    /// Takes `n` units now if they are available; never waits.
+    #[pyo3(signature = (n=1.0))]
+    fn try_acquire(&self, n: f64) -> PyResult<bool> {
+        Ok(self.inner.try_acquire(n)?)
+    }
+
+    /// Waits (GIL released) until `n` units are granted; `False` at once,
+    /// taking nothing, when the wait would exceed `timeout`.
+    #[pyo3(signature = (n=1.0, timeout=None))]
+    fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
+        protocol::acquire_blocking(py, &self.inner, n, timeout)
+    }
+
+    /// Seconds until `n` units would be granted; 0.0 when now.
+    #[pyo3(signature = (n=1.0))]
+    fn wait_time(&self, n: f64) -> PyResult<f64> {
+        Ok(self.inner.wait_time(n)?.as_secs_f64())
+    }
+
+    #[pyo3(signature = (n=1.0, timeout=None))]
+    fn _reserve(&self, n: f64, timeout: Option<f64>) -> PyResult<i64> {
+        protocol::reserve(&self.inner, n, timeout)
+    }
+
+    fn _until(&self, due: i64) -> f64 {
+        protocol::until(&self.inner, due)
+    }
+
+    fn _cancel(&self, n: f64, due: i64) {
+        protocol::cancel(&self.inner, n, due)
+    }
+
+    /// Units available now; negative while reservations are outstanding.
+    #[getter]
+    fn available(&self) -> f64 {
+        self.inner.available()
+    }
+
+    /// Gives `n` units back, never above capacity.
+    fn refund(&self, n: f64) -> PyResult<()> {
+        self.inner.refund(check_positive("n", n)?);
+        Ok(())
+    }
+
+    /// Back to full.
+    fn reset(&self) {
+        self.inner.reset()
+    }
+
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.inner.rule().rate()
+    }
+
+    #[getter]
+    fn capacity(&self) -> f64 {
+        self.inner.rule().capacity()
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        protocol::acquire_blocking(slf.py(), &slf.get().inner, 1.0, None)?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TokenBucket(rate={:?}, capacity={:?})",
+            self.rate(),
+            self.capacity()
+        )
+    }
+}

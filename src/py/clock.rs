@@ -1,0 +1,68 @@
+//! `ManualClock`, and reading the `clock=` argument every primitive takes.
+
+use crate::core::{clock, Clock, Nanos};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use std::sync::Arc;
+
+use super::errors::check_non_negative;
+
+/// A test clock that moves only when told to, or when something waits on it.
+///
+/// >>> clock = ManualClock(); clock.advance(1.5); clock.now()
+/// 1.5
+#[pyclass(frozen, module = "ratekeeper")]
+pub struct ManualClock {
+    pub inner: Arc<clock::ManualClock>,
+}
+
+#[pymethods]
+impl ManualClock {
+    #[new]
+    #[pyo3(signature = (start=0.0))]
+    fn new(start: f64) -> PyResult<Self> {
+        check_non_negative("start", start)?;
+        Ok(ManualClock {
+            inner: Arc::new(clock::ManualClock::new(Nanos::from_secs_f64(start))),
+        })
+    }
+
+    /// The current time in seconds.
+    fn now(&self) -> f64 {
+        self.inner.now().as_secs_f64()
+    }
+
+    /// Moves the clock forward by `seconds` and returns the new time.
+    fn advance(&self, seconds: f64) -> PyResult<f64> {
+        check_non_negative("seconds", seconds)?;
+        Ok(self
+            .inner
+            .advance(Nanos::from_secs_f64(seconds))
+            .as_secs_f64())
+    }
+
+    /// Waits `seconds` of virtual time, i.e. advances the clock (so that code
+    /// under test can call `clock.sleep` where it would call `time.sleep`).
+    fn sleep(&self, seconds: f64) -> PyResult<()> {
+        self.advance(seconds).map(|_| ())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ManualClock(now={})", self.now())
+    }
+}
+
+/// Reads a `clock=` argument: `None` is the monotonic clock.
+pub fn clock_from(clock: Option<&Bound<'_, PyAny>>) -> PyResult<Clock> {
+    match clock {
+        None => Ok(Clock::Monotonic),
+        Some(obj) if obj.is_none() => Ok(Clock::Monotonic),
+        Some(obj) => match obj.cast::<ManualClock>() {
+            Ok(manual) => Ok(Clock::Manual(manual.get().inner.clone())),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "clock must be None or a ratekeeper.ManualClock, got {}",
+                obj.get_type().name()?
+            ))),
+        },
+    }
+}

@@ -1,0 +1,91 @@
+//! The limiter protocol (SPEC section 2) written once for every `Limit`.
+//!
+//! Blocking waits happen here, with the GIL released. Async waits do not:
+//! `reserve` decides and reserves synchronously and hands the due time to
+//! the Python layer (`ratekeeper._waiting`), which sleeps on the caller's
+//! event loop and cancels the reservation if the task is cancelled.
+
+use crate::core::{Limit, Nanos, Reservation};
+use pyo3::prelude::*;
+use std::time::Duration;
+
+use super::errors::check_timeout;
+
+/// How long a blocked thread sleeps before it looks for Ctrl-C.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// `_reserve(n, timeout)`: 0 when granted now, -1 when refused (the wait
+/// would exceed `timeout`; nothing was taken), else the due time in clock
+/// nanoseconds, reserved. One call, one integer: the async fast path costs
+/// no allocation.
+pub fn reserve(limit: &impl Limit, n: f64, timeout: Option<f64>) -> PyResult<i64> {
+    let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+    Ok(encode(limit.reserve(n, max_wait)?))
+}
+
+/// Encodes a reservation for `_reserve`.
+pub fn encode(reservation: Reservation) -> i64 {
+    match reservation {
+        Reservation::Now => 0,
+        Reservation::TooLong(_) => -1,
+        Reservation::At(due) => due.0.min(i64::MAX as u64) as i64,
+    }
+}
+
+/// `acquire(n, timeout)`: reserve, then sleep with the GIL released until the
+/// units are due, checking for signals between slices.
+pub fn acquire_blocking(
+    py: Python<'_>,
+    limit: &impl Limit,
+    n: f64,
+    timeout: Option<f64>,
+) -> PyResult<bool> {
+    let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+    match limit.reserve(n, max_wait)? {
+        Reservation::Now => Ok(true),
+        Reservation::TooLong(_) => Ok(false),
+        Reservation::At(due) => {
+            wait_until(py, limit, due, |limit| limit.cancel(n, due))?;
+            Ok(true)
+        }
+    }
+}
+
+/// Sleeps until `due` on the limiter's clock with the GIL released. If a
+/// signal handler raises (Ctrl-C), `on_interrupt` gives the reservation back
+/// and the exception propagates.
+pub fn wait_until<L: Limit + ?Sized>(
+    py: Python<'_>,
+    limit: &L,
+    due: Nanos,
+    on_interrupt: impl FnOnce(&L),
+) -> PyResult<()> {
+    let clock = limit.clock();
+    loop {
+        let reached = py.detach(|| clock.sleep_until(due, SIGNAL_CHECK_INTERVAL));
+        if let Err(err) = py.check_signals() {
+            on_interrupt(limit);
+            return Err(err);
+        }
+        if reached {
+            return Ok(());
+        }
+    }
+}
+
+/// `_until(due)`: seconds left until `due`. A manual clock is advanced to
+/// `due` instead (virtual time) and answers 0.
+pub fn until(limit: &impl Limit, due: i64) -> f64 {
+    let due = Nanos(due.max(0) as u64);
+    let clock = limit.clock();
+    if let crate::core::Clock::Manual(manual) = clock {
+        manual.advance_to(due);
+        return 0.0;
+    }
+    (due - clock.now()).as_secs_f64()
+}
+
+/// `_cancel(n, due)`: gives back an abandoned reservation.
+pub fn cancel(limit: &impl Limit, n: f64, due: i64) {
+    limit.cancel(n, Nanos(due.max(0) as u64));
+}
