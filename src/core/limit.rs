@@ -47,7 +47,7 @@ impl fmt::Display for LimitError {
 /// Checks that `n` is a grantable amount for a limiter of `capacity`.
 #[inline]
 pub fn check_amount(n: f64, capacity: f64) -> Result<(), LimitError> {
-    if !(n > 0.0) || n.is_infinite() {
+    if n.is_nan() || n <= 0.0 || n.is_infinite() {
         return Err(LimitError::NotPositive(n));
     }
     if n > capacity {

@@ -1,4 +1,6 @@
 //! The one place where Rust errors become Python exceptions.
+// Some helpers here are used only by later classes (breaker, limiter).
+#![allow(dead_code)]
 
 use crate::core::LimitError;
 use pyo3::exceptions::PyValueError;
