@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+mod baseline;
 mod bucket;
 mod clock;
 mod errors;
@@ -11,6 +12,7 @@ mod protocol;
 
 /// Adds every class to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<baseline::Baseline>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
     Ok(())
