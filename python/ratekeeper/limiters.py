@@ -9,15 +9,68 @@ run on an event loop.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Optional
+from typing import Optional, Protocol, TypeVar
 
 from . import _core
-from ._waiting import sleep_until_due
+from ._waiting import Reserving, sleep_until_due
 
-__all__ = ["TokenBucket"]
+__all__ = ["FixedWindow", "SlidingWindow", "TokenBucket"]
 
 
-class TokenBucket(_core.TokenBucket):
+class _Reservable(Reserving, Protocol):
+    """What the async methods need of a Rust limiter."""
+
+    def _reserve(self, n: float = 1.0, timeout: Optional[float] = None) -> int: ...
+
+
+_L = TypeVar("_L", bound=_Reservable)
+
+
+class AsyncAcquire:
+    """``acquire_async`` and ``async with`` for any Rust limiter with ``_reserve``.
+
+    A mixin placed after the Rust class, so the sync methods stay the Rust
+    ones. Attribute lookup through the extra base is served by the type's
+    method cache: the granted fast path costs the same as a method defined
+    on the class itself.
+
+    >>> # class MyLimiter(_core.SomeLimiter, AsyncAcquire): __slots__ = ()
+    """
+
+    __slots__ = ()
+
+    async def acquire_async(
+        self: _Reservable, n: float = 1, timeout: Optional[float] = None
+    ) -> bool:
+        """Waits on the running loop until ``n`` units are granted.
+
+        ``False`` at once, taking nothing, when the wait would exceed ``timeout``;
+        a cancelled wait gives its units back.
+
+        >>> # await limiter.acquire_async(); await limiter.acquire_async(5, timeout=1.0)
+        """
+        due = self._reserve(n, timeout)
+        if due == 0:
+            return True
+        if due < 0:
+            return False
+        await sleep_until_due(self, n, due)
+        return True
+
+    async def __aenter__(self: _L) -> _L:
+        await AsyncAcquire.acquire_async(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        return None
+
+
+class TokenBucket(_core.TokenBucket, AsyncAcquire):
     """A token bucket: starts full, refills at ``rate`` units/s up to ``capacity``.
 
     >>> bucket = TokenBucket.per_minute(60, burst=10); bucket.try_acquire()
@@ -59,27 +112,22 @@ class TokenBucket(_core.TokenBucket):
         """
         return cls(n / 3600.0, n if burst is None else burst, clock=clock)
 
-    async def acquire_async(self, n: float = 1, timeout: Optional[float] = None) -> bool:
-        """Waits on the running loop until ``n`` units are granted.
 
-        >>> # await bucket.acquire_async(); await bucket.acquire_async(5, timeout=1.0)
-        """
-        due = self._reserve(n, timeout)
-        if due == 0:
-            return True
-        if due < 0:
-            return False
-        await sleep_until_due(self, n, due)
-        return True
+class SlidingWindow(_core.SlidingWindow, AsyncAcquire):
+    """At most ``limit`` units in any window of ``window`` seconds, exactly (a sliding log).
 
-    async def __aenter__(self) -> TokenBucket:
-        await self.acquire_async()
-        return self
+    >>> window = SlidingWindow(limit=10, window=1.0); window.try_acquire()
+    True
+    """
 
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        return None
+    __slots__ = ()
+
+
+class FixedWindow(_core.FixedWindow, AsyncAcquire):
+    """At most ``limit`` units per aligned window ``[k*window, (k+1)*window)`` of the clock.
+
+    >>> window = FixedWindow(limit=100, window=60.0); window.try_acquire(5)
+    True
+    """
+
+    __slots__ = ()
