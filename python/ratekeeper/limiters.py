@@ -8,6 +8,7 @@ run on an event loop.
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import Optional, Protocol, TypeVar
 
@@ -24,6 +25,14 @@ class _Reservable(Reserving, Protocol):
 
 
 _L = TypeVar("_L", bound=_Reservable)
+
+
+def _check_amount(name: str, value: object) -> None:
+    """Raises TypeError/ValueError naming ``name`` unless ``value`` is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
 
 
 class AsyncAcquire:
@@ -80,6 +89,16 @@ class TokenBucket(_core.TokenBucket, AsyncAcquire):
     __slots__ = ()
 
     @classmethod
+    def _per_period(
+        cls, n: float, burst: Optional[float], seconds: float, clock: Optional[_core.ManualClock]
+    ) -> TokenBucket:
+        # Checked here so that errors name the caller's arguments, not rate/capacity.
+        _check_amount("n", n)
+        if burst is not None:
+            _check_amount("burst", burst)
+        return cls(n / seconds, n if burst is None else burst, clock=clock)
+
+    @classmethod
     def per_second(
         cls, n: float, burst: Optional[float] = None, *, clock: Optional[_core.ManualClock] = None
     ) -> TokenBucket:
@@ -88,7 +107,7 @@ class TokenBucket(_core.TokenBucket, AsyncAcquire):
         >>> TokenBucket.per_second(5).rate
         5.0
         """
-        return cls(n, n if burst is None else burst, clock=clock)
+        return cls._per_period(n, burst, 1.0, clock)
 
     @classmethod
     def per_minute(
@@ -99,7 +118,7 @@ class TokenBucket(_core.TokenBucket, AsyncAcquire):
         >>> TokenBucket.per_minute(60).rate
         1.0
         """
-        return cls(n / 60.0, n if burst is None else burst, clock=clock)
+        return cls._per_period(n, burst, 60.0, clock)
 
     @classmethod
     def per_hour(
@@ -110,7 +129,7 @@ class TokenBucket(_core.TokenBucket, AsyncAcquire):
         >>> TokenBucket.per_hour(3600).rate
         1.0
         """
-        return cls(n / 3600.0, n if burst is None else burst, clock=clock)
+        return cls._per_period(n, burst, 3600.0, clock)
 
 
 class SlidingWindow(_core.SlidingWindow, AsyncAcquire):
