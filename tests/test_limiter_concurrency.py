@@ -12,7 +12,6 @@ import time
 from typing import Callable, Union
 
 import pytest
-
 import ratekeeper as rk
 
 Limiter = Union[rk.TokenBucket, rk.SlidingWindow, rk.FixedWindow]

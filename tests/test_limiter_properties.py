@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+import ratekeeper as rk
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import ratekeeper as rk
 
 Limiter = Union[rk.TokenBucket, rk.SlidingWindow, rk.FixedWindow]
 EPSILON = 1e-6
@@ -50,7 +49,9 @@ def ns(seconds: float) -> int:
     return round(seconds * NS)
 
 
-def run(limiter: Limiter, clock: rk.ManualClock, ops: list[Op], most: float) -> list[tuple[int, float]]:
+def run(
+    limiter: Limiter, clock: rk.ManualClock, ops: list[Op], most: float
+) -> list[tuple[int, float]]:
     """Plays ``ops`` and returns the grants as (time in ns, units)."""
     grants: list[tuple[int, float]] = []
     for op in ops:

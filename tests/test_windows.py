@@ -6,7 +6,6 @@ import asyncio
 from typing import Union
 
 import pytest
-
 import ratekeeper as rk
 
 Window = Union[rk.SlidingWindow, rk.FixedWindow]
