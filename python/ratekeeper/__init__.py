@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from ._core import ManualClock
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
-from .limiters import TokenBucket
+from .limiters import FixedWindow, SlidingWindow, TokenBucket
 
 __all__ = [
     "CircuitOpenError",
+    "FixedWindow",
     "ManualClock",
     "RateLimitError",
     "RateLimitTimeout",
     "RetryError",
+    "SlidingWindow",
     "TokenBucket",
 ]

@@ -16,7 +16,7 @@ from typing import Any, Optional, Protocol
 from . import _core
 from ._waiting import sleep_until_due
 
-__all__ = ["TokenBucket"]
+__all__ = ["FixedWindow", "SlidingWindow", "TokenBucket"]
 
 
 class _Reserving(Protocol):
@@ -64,5 +64,9 @@ def attach_async_methods(cls: type) -> None:
     cls.__aexit__ = _aexit  # type: ignore[attr-defined]
 
 
-attach_async_methods(_core.TokenBucket)
+for _limiter in (_core.TokenBucket, _core.SlidingWindow, _core.FixedWindow):
+    attach_async_methods(_limiter)
+
 TokenBucket = _core.TokenBucket
+SlidingWindow = _core.SlidingWindow
+FixedWindow = _core.FixedWindow

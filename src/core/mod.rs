@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod gcra;
 pub mod limit;
+pub mod window;
 
 pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};

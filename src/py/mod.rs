@@ -9,11 +9,14 @@ mod bucket;
 mod clock;
 mod errors;
 mod protocol;
+mod window;
 
 /// Adds every class to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<baseline::Baseline>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
+    m.add_class::<window::SlidingWindow>()?;
+    m.add_class::<window::FixedWindow>()?;
     Ok(())
 }
