@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._core import ManualClock
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
+from .headers import ServerLimits, read_limits, retry_after
 from .limiters import TokenBucket
 
 __all__ = [
@@ -16,5 +17,8 @@ __all__ = [
     "RateLimitError",
     "RateLimitTimeout",
     "RetryError",
+    "ServerLimits",
     "TokenBucket",
+    "read_limits",
+    "retry_after",
 ]
