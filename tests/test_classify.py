@@ -11,9 +11,8 @@ import httpx
 import httpx2
 import openai
 import pytest
-from http_server import ScriptedServer, closed_port
-
 import ratekeeper as rk
+from http_server import ScriptedServer, closed_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

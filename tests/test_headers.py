@@ -9,9 +9,8 @@ from typing import Any, Optional
 import anthropic
 import openai
 import pytest
-from http_server import ScriptedServer
-
 import ratekeeper as rk
+from http_server import ScriptedServer
 from ratekeeper.headers import ServerLimits
 
 NOW = 1_750_000_000.0  # a fixed "now" (epoch seconds) for absolute reset times
@@ -230,9 +229,7 @@ def anthropic_error(server: ScriptedServer, **reply: Any) -> anthropic.APIStatus
     server.reply(**reply)
     client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0)
     with pytest.raises(anthropic.APIStatusError) as caught:
-        client.messages.create(
-            model="m", max_tokens=8, messages=[{"role": "user", "content": "x"}]
-        )
+        client.messages.create(model="m", max_tokens=8, messages=[{"role": "user", "content": "x"}])
     return caught.value
 
 
