@@ -6,11 +6,14 @@ True
 
 from __future__ import annotations
 
-from ._core import ManualClock
+from ._core import Backoff, ManualClock
+from .breaker import CircuitBreaker
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .limiters import TokenBucket
 
 __all__ = [
+    "Backoff",
+    "CircuitBreaker",
     "CircuitOpenError",
     "ManualClock",
     "RateLimitError",
