@@ -1,7 +1,12 @@
 """Type stubs for the compiled module ``ratekeeper._core`` (checked by stubtest)."""
 
 from types import TracebackType
-from typing import Optional, final
+from typing import Any, Callable, Generic, Literal, Optional, TypeVar, Union, final
+
+from typing_extensions import ParamSpec, Self, disjoint_base
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 @final
 class ManualClock:
@@ -120,3 +125,95 @@ class FixedWindow:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None: ...
+
+@disjoint_base
+class CircuitBreaker:
+    """A circuit breaker (SPEC section 4); ``ratekeeper.CircuitBreaker`` adds the decorator."""
+
+    def __new__(
+        cls,
+        failure_threshold: int = 5,
+        reset_timeout: float = 60.0,
+        *,
+        half_open_max_calls: int = 1,
+        success_threshold: int = 1,
+        failure_on: Optional[
+            Union[
+                type[BaseException],
+                tuple[type[BaseException], ...],
+                Callable[[BaseException], object],
+            ]
+        ] = None,
+        clock: Optional[ManualClock] = None,
+    ) -> Self: ...
+    @property
+    def state(self) -> Literal["closed", "open", "half_open"]: ...
+    @property
+    def retry_after(self) -> float: ...
+    @property
+    def failure_count(self) -> int: ...
+    def allow(self) -> bool: ...
+    def record_success(self) -> None: ...
+    def record_failure(self) -> None: ...
+    def reset(self) -> None: ...
+    def trip(self) -> None: ...
+    def call(self, func: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    def _wrap(self, func: Callable[_P, _R]) -> BreakerFunction[_P, _R]: ...
+    def _enter(self) -> int: ...
+    def _success(self, permit: int) -> None: ...
+    def _settle(self, permit: int, exc: BaseException) -> None: ...
+    @property
+    def failure_threshold(self) -> int: ...
+    @property
+    def reset_timeout(self) -> float: ...
+    @property
+    def half_open_max_calls(self) -> int: ...
+    @property
+    def success_threshold(self) -> int: ...
+    @property
+    def failure_on(
+        self,
+    ) -> Optional[
+        Union[
+            type[BaseException],
+            tuple[type[BaseException], ...],
+            Callable[[BaseException], object],
+        ]
+    ]: ...
+    @property
+    def clock(self) -> Optional[ManualClock]: ...
+
+@final
+class BreakerFunction(Generic[_P, _R]):
+    """A sync function decorated by a ``CircuitBreaker``; calls go through the breaker."""
+
+    __wrapped__: Callable[_P, _R]
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    def __get__(self, instance: object, owner: Optional[type] = None, /) -> Any: ...
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+
+@final
+class Backoff:
+    """Exponential backoff with jitter: ``delay(attempt) <= min(max_delay, base*multiplier**attempt)``."""
+
+    def __new__(
+        cls,
+        base: float = 1.0,
+        max_delay: float = 60.0,
+        *,
+        multiplier: float = 2.0,
+        jitter: Literal["none", "full", "equal", "decorrelated"] = "full",
+    ) -> Backoff: ...
+    def delay(self, attempt: int) -> float: ...
+    @property
+    def base(self) -> float: ...
+    @property
+    def max_delay(self) -> float: ...
+    @property
+    def multiplier(self) -> float: ...
+    @property
+    def jitter(self) -> Literal["none", "full", "equal", "decorrelated"]: ...
+    def __getnewargs_ex__(self) -> tuple[tuple[float, float], dict[str, object]]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...

@@ -10,3 +10,5 @@ pub mod window;
 
 pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};
+pub mod backoff;
+pub mod breaker;

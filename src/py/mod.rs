@@ -4,7 +4,9 @@
 
 use pyo3::prelude::*;
 
+mod backoff;
 mod baseline;
+mod breaker;
 mod bucket;
 mod clock;
 mod errors;
@@ -18,5 +20,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bucket::TokenBucket>()?;
     m.add_class::<window::SlidingWindow>()?;
     m.add_class::<window::FixedWindow>()?;
+    m.add_class::<breaker::CircuitBreaker>()?;
+    m.add_class::<breaker::BreakerFunction>()?;
+    m.add_class::<backoff::Backoff>()?;
     Ok(())
 }
