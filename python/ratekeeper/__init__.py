@@ -6,14 +6,17 @@ True
 
 from __future__ import annotations
 
-from ._core import ManualClock
+from ._core import ManualClock, RateTracker
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
+from .keyed import KeyedLimiter
 from .limiters import TokenBucket
 
 __all__ = [
     "CircuitOpenError",
+    "KeyedLimiter",
     "ManualClock",
     "RateLimitError",
+    "RateTracker",
     "RateLimitTimeout",
     "RetryError",
     "TokenBucket",

@@ -7,11 +7,16 @@ use pyo3::prelude::*;
 mod bucket;
 mod clock;
 mod errors;
+mod keyed;
 mod protocol;
+mod text;
+mod tracker;
 
 /// Adds every class to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
+    m.add_class::<keyed::KeyedLimiter>()?;
+    m.add_class::<tracker::RateTracker>()?;
     Ok(())
 }
