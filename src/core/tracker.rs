@@ -83,7 +83,8 @@ impl RateTracker {
         }
         Ok(RateTracker {
             window: window_ns,
-            slot_width: window_ns.0.div_ceil(slots as u64),
+            // Rounded down: the slots never reach back further than `window`.
+            slot_width: window_ns.0 / slots as u64,
             slots,
             rings: Mutex::new(HashMap::new()),
             clock,
