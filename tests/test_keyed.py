@@ -8,10 +8,9 @@ import threading
 import time
 
 import pytest
+import ratekeeper as rk
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import ratekeeper as rk
 
 
 def keyed(rate: float = 1.0, capacity: float = 2.0, **kwargs: object) -> rk.KeyedLimiter:
@@ -166,9 +165,7 @@ BAD_NUMBERS = [math.nan, math.inf, -math.inf, 0.0, -1.0]
 def test_bad_configuration_names_the_argument(name: str, bad: float) -> None:
     kwargs: dict[str, float] = {"rate": 1.0, "capacity": 1.0, "idle_timeout": 1.0, name: bad}
     with pytest.raises(ValueError, match=name):
-        rk.KeyedLimiter(
-            kwargs["rate"], kwargs["capacity"], idle_timeout=kwargs["idle_timeout"]
-        )
+        rk.KeyedLimiter(kwargs["rate"], kwargs["capacity"], idle_timeout=kwargs["idle_timeout"])
 
 
 @pytest.mark.parametrize(

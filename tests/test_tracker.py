@@ -6,10 +6,9 @@ import math
 import threading
 
 import pytest
+import ratekeeper as rk
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import ratekeeper as rk
 
 
 def test_records_count_requests_and_tokens_under_the_default_key() -> None:

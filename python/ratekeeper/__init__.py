@@ -16,8 +16,8 @@ __all__ = [
     "KeyedLimiter",
     "ManualClock",
     "RateLimitError",
-    "RateTracker",
     "RateLimitTimeout",
+    "RateTracker",
     "RetryError",
     "TokenBucket",
 ]

@@ -1,7 +1,9 @@
 """Type stubs for the compiled module ``ratekeeper._core`` (checked by stubtest)."""
 
 from collections.abc import Mapping
-from typing import Optional
+from typing import Optional, final
+
+from typing_extensions import disjoint_base
 
 class ManualClock:
     """A test clock that moves only when told to, or when something waits on it."""
@@ -34,6 +36,7 @@ class TokenBucket:
     def __enter__(self) -> TokenBucket: ...
     def __exit__(self, *_args: object) -> bool: ...
 
+@disjoint_base
 class KeyedLimiter:
     """One token bucket per key, created on first use, dropped when idle."""
 
@@ -62,8 +65,9 @@ class KeyedLimiter:
     @property
     def idle_timeout(self) -> float: ...
     def __len__(self) -> int: ...
-    def __contains__(self, key: object) -> bool: ...
+    def __contains__(self, key: object, /) -> bool: ...
 
+@final
 class RateTracker:
     """Counts requests and tokens per key over the last ``window`` seconds."""
 

@@ -28,9 +28,7 @@ class KeyedLimiter(_core.KeyedLimiter):
 
     __slots__ = ()
 
-    async def acquire_async(
-        self, key: str, n: float = 1, timeout: Optional[float] = None
-    ) -> bool:
+    async def acquire_async(self, key: str, n: float = 1, timeout: Optional[float] = None) -> bool:
         """Waits on the running loop until ``n`` units of ``key`` are granted.
 
         >>> # await limiter.acquire_async("user-1"); await limiter.acquire_async("u", 5, timeout=1)
