@@ -113,6 +113,50 @@ def child(name: str) -> None:
     print(f"{per_key:.1f} {hot:.0f} {fresh:.0f} {count}")
 
 
+def async_ns_per_call() -> dict[str, float]:
+    """``await acquire_async`` granted at once: one pyo3 call, no Python sleep."""
+    import asyncio
+
+    import aiolimiter
+    import ratekeeper as rk
+
+    keyed = rk.KeyedLimiter(1e12, 1e12)
+    bucket = rk.TokenBucket(1e12, 1e12)
+    peer = aiolimiter.AsyncLimiter(1e12, 1)
+    calls = 100_000
+
+    async def run() -> dict[str, float]:
+        async def keyed_call() -> None:
+            await keyed.acquire_async("user-1")
+
+        async def bucket_call() -> None:
+            await bucket.acquire_async()
+
+        async def peer_call() -> None:
+            await peer.acquire()
+
+        async def baseline() -> None:
+            return None
+
+        results = {}
+        for name, call in [
+            ("empty coroutine", baseline),
+            ("ratekeeper KeyedLimiter", keyed_call),
+            ("ratekeeper TokenBucket", bucket_call),
+            ("aiolimiter AsyncLimiter", peer_call),
+        ]:
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter_ns()
+                for _ in range(calls):
+                    await call()
+                best = min(best, (time.perf_counter_ns() - start) / calls)
+            results[name] = best
+        return results
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     rows = []
     for name in MAKERS:
@@ -139,6 +183,12 @@ def main() -> None:
             f"{name:26}{count:>10,}{per_key:>11.1f}{per_key / ours[1]:>8.1f}"
             f"{hot:>9.0f}{hot / ours[2]:>8.1f}{fresh:>10.0f}{fresh / ours[3]:>8.1f}"
         )
+    print()
+    print("await acquire_async(), granted at once (hot key)")
+    timings = async_ns_per_call()
+    keyed_ns = timings["ratekeeper KeyedLimiter"]
+    for name, ns in timings.items():
+        print(f"{name:26}{ns:>9.0f} ns{ns / keyed_ns:>8.1f} x ours")
 
 
 if __name__ == "__main__":
