@@ -6,8 +6,8 @@
 //! lock over a `hashbrown` table, so that distinct keys rarely touch the same
 //! lock, and the common case (the key exists) takes only a shared lock: the
 //! bucket's state is one `AtomicU64` (`tat`) replaced by compare-and-swap,
-//! exactly as in `TokenBucket`. A key is stored once, with 16 bytes of state
-//! beside it.
+//! exactly as in `TokenBucket`. A key is stored once, inline when it is
+//! short, with 16 bytes of state beside it.
 //!
 //! Eviction. A bucket whose `tat + idle_timeout <= now` has been full for
 //! `idle_timeout`: it is indistinguishable from a new bucket, so dropping it
@@ -45,7 +45,39 @@ struct Bucket {
     pending: AtomicU32,
 }
 
-type Slot = (Box<str>, Bucket);
+/// A key's bytes: inline when short (user ids, model names), else boxed.
+/// Inline keys save an allocation per key and a pointer chase per lookup.
+#[derive(Debug)]
+enum KeyBytes {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+/// The longest key stored inline: the enum stays 24 bytes.
+const INLINE_KEY: usize = 22;
+
+impl KeyBytes {
+    fn new(key: &[u8]) -> KeyBytes {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= INLINE_KEY => {
+                let mut bytes = [0u8; INLINE_KEY];
+                bytes[..key.len()].copy_from_slice(key);
+                KeyBytes::Inline { len, bytes }
+            }
+            _ => KeyBytes::Heap(Box::from(key)),
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyBytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
+type Slot = (KeyBytes, Bucket);
 
 #[derive(Debug, Default)]
 #[repr(align(128))] // one shard per cache line pair: no false sharing between locks
@@ -271,7 +303,7 @@ impl KeyedLimiter {
 
     #[inline]
     fn locate(&self, key: &str) -> (u64, &Shard) {
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hasher.hash_one(key.as_bytes());
         // The top bits pick the shard; hashbrown uses the low bits and the
         // top 7 for its own tags, so these overlap only in the tag.
         let shard = (hash >> (64 - SHARD_BITS)) as usize;
@@ -289,7 +321,7 @@ impl KeyedLimiter {
     fn with_existing<R>(&self, key: &str, f: impl FnOnce(&Gcra, &Bucket) -> R) -> Option<R> {
         let (hash, shard) = self.locate(key);
         let table = shard.table.read();
-        let (_, bucket) = table.find(hash, |(k, _)| &**k == key)?;
+        let (_, bucket) = table.find(hash, |(k, _)| k.as_bytes() == key.as_bytes())?;
         Some(f(&self.rules[bucket.rule as usize], bucket))
     }
 
@@ -307,7 +339,7 @@ impl KeyedLimiter {
         let now = self.clock.now();
         let result = {
             let table = shard.table.read();
-            match table.find(hash, |(k, _)| &**k == key) {
+            match table.find(hash, |(k, _)| k.as_bytes() == key.as_bytes()) {
                 Some((_, bucket)) => {
                     let rule = &self.rules[bucket.rule as usize];
                     check_amount(n, rule.capacity())?;
@@ -326,15 +358,15 @@ impl KeyedLimiter {
                 if table.len() >= shard.swept_len.load(Ordering::Relaxed).max(MIN_SWEEP_LEN) * 2 {
                     self.sweep(shard, &mut table, now);
                 }
-                let hasher = |(k, _): &Slot| self.hasher.hash_one(&**k);
-                let entry = table.entry(hash, |(k, _)| &**k == key, hasher);
+                let hasher = |(k, _): &Slot| self.hasher.hash_one(k.as_bytes());
+                let entry = table.entry(hash, |(k, _)| k.as_bytes() == key.as_bytes(), hasher);
                 let slot = entry.or_insert_with(|| {
                     let bucket = Bucket {
                         tat: AtomicU64::new(0),
                         rule: index,
                         pending: AtomicU32::new(0),
                     };
-                    (Box::from(key), bucket)
+                    (KeyBytes::new(key.as_bytes()), bucket)
                 });
                 let (_, bucket) = slot.get();
                 // Exclusive lock held: the atomics cannot be contended here.
@@ -371,7 +403,7 @@ impl KeyedLimiter {
     fn sweep(&self, shard: &Shard, table: &mut HashTable<Slot>, now: Nanos) {
         table.retain(|(_, bucket)| !self.expired(bucket, now));
         if table.capacity() > 4 * table.len().max(MIN_SWEEP_LEN) {
-            table.shrink_to(table.len(), |(k, _)| self.hasher.hash_one(&**k));
+            table.shrink_to(table.len(), |(k, _)| self.hasher.hash_one(k.as_bytes()));
         }
         shard.swept_len.store(table.len(), Ordering::Relaxed);
     }
@@ -419,6 +451,18 @@ mod tests {
         clock.advance(Nanos(SECOND / 10));
         assert!(k.try_acquire("big", 1.0).unwrap());
         assert!(!k.try_acquire("big", 1.0).unwrap());
+    }
+
+    #[test]
+    fn short_and_long_keys_are_told_apart() {
+        let (k, _) = limiter(vec![]);
+        let long = "x".repeat(INLINE_KEY + 1);
+        for key in ["", "a", &long[..INLINE_KEY], &long, "é"] {
+            assert!(k.try_acquire(key, 2.0).unwrap(), "{key:?} is new");
+            assert!(!k.try_acquire(key, 1.0).unwrap(), "{key:?} is taken");
+        }
+        assert_eq!(k.len(), 5);
+        assert_eq!(std::mem::size_of::<Slot>(), 40);
     }
 
     #[test]
