@@ -69,7 +69,11 @@ class KeyedLimiter:
 
 @final
 class RateTracker:
-    """Counts requests and tokens per key over the last ``window`` seconds."""
+    """Counts requests and tokens per key over the last ``window`` seconds.
+
+    Counts are exact to one slot of ``window / slots`` seconds; memory per key
+    is fixed.
+    """
 
     def __new__(
         cls, window: float = 60.0, *, slots: int = 60, clock: Optional[ManualClock] = None

@@ -9,6 +9,12 @@ use super::errors::{check_positive, config_error};
 
 /// Counts requests and tokens per key over the last `window` seconds.
 ///
+/// Each key keeps a ring of `slots` time slots (fixed memory, whatever the
+/// request rate), so counts are exact to one slot of `window / slots`
+/// seconds: a record leaves the count between `window - window/slots` and
+/// `window` seconds after it was made. `keys()` lists the keys with requests
+/// in the window; keys with none are dropped.
+///
 /// >>> tracker = RateTracker(60.0); tracker.record("gpt-4o", tokens=120); tracker.requests("gpt-4o")
 /// 1
 #[pyclass(frozen, module = "ratekeeper")]
