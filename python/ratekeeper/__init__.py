@@ -6,11 +6,12 @@ True
 
 from __future__ import annotations
 
-from ._core import Backoff, ManualClock
+from ._core import Backoff, ManualClock, RateTracker
 from .breaker import CircuitBreaker
 from .classify import is_rate_limited, is_retryable
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .headers import ServerLimits, read_limits, retry_after
+from .keyed import KeyedLimiter
 from .limiters import FixedWindow, SlidingWindow, TokenBucket
 from .retry import Retry, RetryDecision, retry
 
@@ -19,9 +20,11 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "FixedWindow",
+    "KeyedLimiter",
     "ManualClock",
     "RateLimitError",
     "RateLimitTimeout",
+    "RateTracker",
     "Retry",
     "RetryDecision",
     "RetryError",

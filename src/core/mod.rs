@@ -12,3 +12,5 @@ pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};
 pub mod backoff;
 pub mod breaker;
+pub mod keyed;
+pub mod tracker;

@@ -10,7 +10,10 @@ mod breaker;
 mod bucket;
 mod clock;
 mod errors;
+mod keyed;
 mod protocol;
+mod text;
+mod tracker;
 mod window;
 
 /// Adds every class to `ratekeeper._core`.
@@ -23,5 +26,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::CircuitBreaker>()?;
     m.add_class::<breaker::BreakerFunction>()?;
     m.add_class::<backoff::Backoff>()?;
+    m.add_class::<keyed::KeyedLimiter>()?;
+    m.add_class::<tracker::RateTracker>()?;
     Ok(())
 }
