@@ -104,7 +104,12 @@ impl CircuitBreaker {
                 let outcome = self.settle(py, permit, err.value(py));
                 Err(match outcome {
                     Ok(()) => err,
-                    Err(predicate_err) => predicate_err,
+                    Err(predicate_err) => {
+                        // As if raised inside `except`: the call's error is
+                        // the context of the predicate's.
+                        predicate_err.set_context(py, Some(err));
+                        predicate_err
+                    }
                 })
             }
         }
