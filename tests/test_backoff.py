@@ -7,10 +7,9 @@ import pickle
 from typing import Any
 
 import pytest
+import ratekeeper as rk
 from hypothesis import given
 from hypothesis import strategies as st
-
-import ratekeeper as rk
 
 JITTERS = ["none", "full", "equal", "decorrelated"]
 ATTEMPTS = [*range(0, 40), 100, 1023, 1024, 1025, 10**6, 2**63, 2**64 + 5, 10**100]
@@ -107,7 +106,10 @@ def test_delay_is_never_negative_nor_above_max_delay(
 def test_defaults_and_properties() -> None:
     backoff = rk.Backoff()
     assert (backoff.base, backoff.max_delay, backoff.multiplier, backoff.jitter) == (
-        1.0, 60.0, 2.0, "full",
+        1.0,
+        60.0,
+        2.0,
+        "full",
     )
     assert repr(backoff) == "Backoff(base=1.0, max_delay=60.0, multiplier=2.0, jitter='full')"
 

@@ -120,7 +120,12 @@ impl CircuitBreaker {
     /// nothing about the service: a probe gives its slot back, nothing counts.
     /// A `failure_on` predicate that raises counts the call as a failure and
     /// its own error is returned.
-    fn settle(&self, py: Python<'_>, permit: Permit, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
+    fn settle(
+        &self,
+        py: Python<'_>,
+        permit: Permit,
+        exc: &Bound<'_, PyBaseException>,
+    ) -> PyResult<()> {
         if !exc.is_instance_of::<PyException>() {
             self.inner.on_abandon(permit);
             return Ok(());
@@ -175,7 +180,9 @@ impl CircuitBreaker {
             failure_on_arg: failure_on
                 .filter(|obj| !obj.is_none())
                 .map(|obj| obj.clone().unbind()),
-            clock_arg: clock.filter(|obj| !obj.is_none()).map(|obj| obj.clone().unbind()),
+            clock_arg: clock
+                .filter(|obj| !obj.is_none())
+                .map(|obj| obj.clone().unbind()),
         })
     }
 
@@ -263,7 +270,12 @@ impl CircuitBreaker {
     }
 
     /// The call admitted with `permit` raised `exc`: classify and record it.
-    fn _settle(&self, py: Python<'_>, permit: u64, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
+    fn _settle(
+        &self,
+        py: Python<'_>,
+        permit: u64,
+        exc: &Bound<'_, PyBaseException>,
+    ) -> PyResult<()> {
         self.settle(py, Permit(permit), exc)
     }
 
@@ -326,7 +338,13 @@ impl CircuitBreaker {
 ///
 /// >>> @breaker
 /// ... def fetch(): ...
-#[pyclass(frozen, dict, weakref, module = "ratekeeper._core", name = "BreakerFunction")]
+#[pyclass(
+    frozen,
+    dict,
+    weakref,
+    module = "ratekeeper._core",
+    name = "BreakerFunction"
+)]
 pub struct BreakerFunction {
     breaker: Py<CircuitBreaker>,
     func: Py<PyAny>,
@@ -374,4 +392,3 @@ impl BreakerFunction {
         ))
     }
 }
-
