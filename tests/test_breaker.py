@@ -307,6 +307,17 @@ def test_decorator_keeps_the_function_metadata() -> None:
     assert wrapped(2, scale=1.5) == 3.0
 
 
+@rk.CircuitBreaker()
+def module_level_guarded(x: int) -> int:
+    return x * 2
+
+
+def test_decorated_function_pickles_by_reference_like_a_function() -> None:
+    again = pickle.loads(pickle.dumps(module_level_guarded))
+    assert again is module_level_guarded
+    assert again(2) == 4
+
+
 def test_decorator_works_on_methods_classmethods_and_staticmethods() -> None:
     breaker, _ = make()
 

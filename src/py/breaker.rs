@@ -378,6 +378,12 @@ impl BreakerFunction {
         }
     }
 
+    /// Pickles by reference, like a function: the name under which the
+    /// decorated function lives in its module.
+    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Ok(slf.getattr("__qualname__")?.unbind())
+    }
+
     /// The breaker this function goes through.
     #[getter]
     fn breaker(&self, py: Python<'_>) -> Py<CircuitBreaker> {
