@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import inspect
 import math
 import pickle
 import threading
+import weakref
 from typing import Any, Optional
 
 import pytest
@@ -316,6 +318,21 @@ def test_decorated_function_pickles_by_reference_like_a_function() -> None:
     again = pickle.loads(pickle.dumps(module_level_guarded))
     assert again is module_level_guarded
     assert again(2) == 4
+
+
+def test_a_decorated_function_in_a_reference_cycle_is_collected() -> None:
+    breaker = rk.CircuitBreaker(failure_on=lambda exc: exc is not breaker)
+
+    @breaker
+    def recursive() -> object:
+        return recursive  # the closure refers to the wrapper: a cycle
+
+    alive = weakref.ref(recursive)
+    alive_breaker = weakref.ref(breaker)
+    del recursive, breaker
+    gc.collect()
+    assert alive() is None
+    assert alive_breaker() is None
 
 
 def test_decorator_works_on_methods_classmethods_and_staticmethods() -> None:

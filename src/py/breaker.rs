@@ -2,11 +2,14 @@
 //! `core::breaker`, with the sync call path (let through, call, classify,
 //! record, re-raise) in Rust so a healthy service pays almost nothing.
 
-use crate::core::breaker::{self, BreakerConfig, Permit};
+use crate::core::breaker::{self, BreakerConfig, Permit, State};
 use pyo3::exceptions::{PyBaseException, PyException, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::PyTraverseError;
 
 use super::clock::clock_from;
 use super::errors::{check_positive, circuit_open_error, config_error};
@@ -70,7 +73,7 @@ fn count_arg(name: &str, value: i64) -> PyResult<u64> {
 ///
 /// >>> breaker = CircuitBreaker(failure_threshold=3); breaker.state
 /// 'closed'
-#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "CircuitBreaker")]
+#[pyclass(frozen, subclass, weakref, module = "ratekeeper._core", name = "CircuitBreaker")]
 pub struct CircuitBreaker {
     inner: breaker::CircuitBreaker,
     failure_on: FailureOn,
@@ -186,10 +189,25 @@ impl CircuitBreaker {
         })
     }
 
+    // The references held here never change, so visiting them is enough for
+    // the garbage collector to break cycles elsewhere (no `__clear__`).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let FailureOn::Types(obj) | FailureOn::Predicate(obj) = &self.failure_on {
+            visit.call(obj)?;
+        }
+        visit.call(&self.failure_on_arg)?;
+        visit.call(&self.clock_arg)
+    }
+
     /// `"closed"`, `"open"` or `"half_open"`.
     #[getter]
-    fn state(&self) -> &'static str {
-        self.inner.state().name()
+    fn state<'py>(&self, py: Python<'py>) -> &Bound<'py, PyString> {
+        // Interned: reading the state allocates nothing.
+        match self.inner.state() {
+            State::Closed => intern!(py, "closed"),
+            State::Open => intern!(py, "open"),
+            State::HalfOpen => intern!(py, "half_open"),
+        }
     }
 
     /// Seconds until an open breaker lets a probe through; 0.0 unless open.
@@ -360,6 +378,11 @@ impl BreakerFunction {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         self.breaker.get().run(py, self.func.bind(py), args, kwargs)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.breaker)?;
+        visit.call(&self.func)
     }
 
     /// Binds to `instance` like a plain function does, so `self` is passed.
