@@ -320,19 +320,21 @@ def test_decorated_function_pickles_by_reference_like_a_function() -> None:
     assert again(2) == 4
 
 
-def test_a_decorated_function_in_a_reference_cycle_is_collected() -> None:
+def build_cycle() -> tuple[weakref.ref[Any], weakref.ref[Any]]:
     breaker = rk.CircuitBreaker(failure_on=lambda exc: exc is not breaker)
 
     @breaker
     def recursive() -> object:
         return recursive  # the closure refers to the wrapper: a cycle
 
-    alive = weakref.ref(recursive)
-    alive_breaker = weakref.ref(breaker)
-    del recursive, breaker
+    return weakref.ref(recursive), weakref.ref(breaker)
+
+
+def test_a_decorated_function_in_a_reference_cycle_is_collected() -> None:
+    function_alive, breaker_alive = build_cycle()
     gc.collect()
-    assert alive() is None
-    assert alive_breaker() is None
+    assert function_alive() is None
+    assert breaker_alive() is None
 
 
 def test_decorator_works_on_methods_classmethods_and_staticmethods() -> None:

@@ -73,7 +73,13 @@ fn count_arg(name: &str, value: i64) -> PyResult<u64> {
 ///
 /// >>> breaker = CircuitBreaker(failure_threshold=3); breaker.state
 /// 'closed'
-#[pyclass(frozen, subclass, weakref, module = "ratekeeper._core", name = "CircuitBreaker")]
+#[pyclass(
+    frozen,
+    subclass,
+    weakref,
+    module = "ratekeeper._core",
+    name = "CircuitBreaker"
+)]
 pub struct CircuitBreaker {
     inner: breaker::CircuitBreaker,
     failure_on: FailureOn,
