@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, Callable, Union, cast, overload
 
 from . import _core
@@ -51,7 +51,9 @@ class CircuitBreaker(_core.CircuitBreaker):
     __slots__ = ()
 
     @overload
-    def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
@@ -66,7 +68,7 @@ class CircuitBreaker(_core.CircuitBreaker):
         functools.update_wrapper(wrapper, func)
         return cast("Callable[P, Any]", wrapper)
 
-    def _wrap_async(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    def _wrap_async(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         breaker = self
 
         # The body of call_async, inlined: one coroutine per call, not two.
