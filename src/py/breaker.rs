@@ -7,10 +7,10 @@ use pyo3::exceptions::{PyBaseException, PyException, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use pyo3::PyTraverseError;
 
+use super::breaker_function::BreakerFunction;
 use super::clock::clock_from;
 use super::errors::{check_positive, circuit_open_error, config_error};
 
@@ -96,7 +96,7 @@ impl CircuitBreaker {
 
     /// Lets the call through, calls `func`, records its outcome and returns
     /// its result or its exception, unchanged.
-    fn run(
+    pub(super) fn run(
         &self,
         py: Python<'_>,
         func: &Bound<'_, PyAny>,
@@ -276,10 +276,10 @@ impl CircuitBreaker {
                 func.get_type().name()?
             )));
         }
-        Ok(BreakerFunction {
-            breaker: slf.clone().unbind(),
-            func: func.clone().unbind(),
-        })
+        Ok(BreakerFunction::new(
+            slf.clone().unbind(),
+            func.clone().unbind(),
+        ))
     }
 
     /// Lets a call through (for the async path): returns its permit or
@@ -351,79 +351,6 @@ impl CircuitBreaker {
             config.success_threshold,
             failure_on,
             self.inner.state().name(),
-        ))
-    }
-}
-
-/// A sync function decorated by a `CircuitBreaker`: calls go through the
-/// breaker. It carries the wrapped function's metadata (set by
-/// `functools.update_wrapper` in Python, hence the instance `__dict__`), and
-/// binds like a function when it is a method.
-///
-/// >>> @breaker
-/// ... def fetch(): ...
-#[pyclass(
-    frozen,
-    dict,
-    weakref,
-    module = "ratekeeper._core",
-    name = "BreakerFunction"
-)]
-pub struct BreakerFunction {
-    breaker: Py<CircuitBreaker>,
-    func: Py<PyAny>,
-}
-
-#[pymethods]
-impl BreakerFunction {
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        self.breaker.get().run(py, self.func.bind(py), args, kwargs)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.breaker)?;
-        visit.call(&self.func)
-    }
-
-    /// Binds to `instance` like a plain function does, so `self` is passed.
-    fn __get__(
-        slf: &Bound<'_, Self>,
-        instance: &Bound<'_, PyAny>,
-        _owner: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        match Some(instance).filter(|obj| !obj.is_none()) {
-            None => Ok(slf.clone().into_any().unbind()),
-            Some(instance) => {
-                static METHOD_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-                let method_type = METHOD_TYPE.import(slf.py(), "types", "MethodType")?;
-                Ok(method_type.call1((slf, instance))?.unbind())
-            }
-        }
-    }
-
-    /// Pickles by reference, like a function: the name under which the
-    /// decorated function lives in its module.
-    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        Ok(slf.getattr("__qualname__")?.unbind())
-    }
-
-    /// The breaker this function goes through.
-    #[getter]
-    fn breaker(&self, py: Python<'_>) -> Py<CircuitBreaker> {
-        self.breaker.clone_ref(py)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "<BreakerFunction {} via {}>",
-            self.func.bind(py).repr()?,
-            self.breaker.bind(py).repr()?
         ))
     }
 }
