@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod backoff;
 mod baseline;
 mod breaker;
+mod breaker_function;
 mod bucket;
 mod clock;
 mod errors;
@@ -24,7 +25,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<window::SlidingWindow>()?;
     m.add_class::<window::FixedWindow>()?;
     m.add_class::<breaker::CircuitBreaker>()?;
-    m.add_class::<breaker::BreakerFunction>()?;
+    m.add_class::<breaker_function::BreakerFunction>()?;
     m.add_class::<backoff::Backoff>()?;
     m.add_class::<keyed::KeyedLimiter>()?;
     m.add_class::<tracker::RateTracker>()?;
