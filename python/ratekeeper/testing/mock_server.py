@@ -102,18 +102,7 @@ class MockProvider:
         """Starts serving in a background thread; returns once it accepts connections."""
         if self._server is not None:
             raise RuntimeError("MockProvider is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._port))
-        config = uvicorn.Config(
-            create_app(self._state),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            backlog=4096,
-        )
-        server = uvicorn.Server(config)
+        sock, server = self._bind()
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="ratekeeper-mock", daemon=True
         )
@@ -125,6 +114,32 @@ class MockProvider:
                 raise RuntimeError("the mock provider failed to start")
             thread.join(0.005)
         return self
+
+    def _bind(self) -> tuple[socket.socket, uvicorn.Server]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._port))
+        config = uvicorn.Config(
+            create_app(self._state),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            backlog=4096,
+        )
+        return sock, uvicorn.Server(config)
+
+    def serve(self) -> None:
+        """Serves in the foreground until Ctrl-C (what ``ratekeeper mock-server`` runs)."""
+        sock, server = self._bind()
+        self._socket = sock
+        limits = f"rpm={self.rpm}, tpm={self.tpm}"
+        print(f"ratekeeper mock-server on {self.base_url} ({limits}); Ctrl-C stops", flush=True)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+            self._socket = None
 
     def stop(self) -> None:
         """Stops the server and waits for its thread; safe to call twice."""
