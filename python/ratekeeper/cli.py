@@ -116,6 +116,8 @@ def _mock_server(args: argparse.Namespace) -> int:
             port=args.port,
         )
         provider.serve()
+    except KeyboardInterrupt:
+        return 0  # uvicorn shut down cleanly, then re-raised the Ctrl-C
     except (ValueError, OSError) as exc:
         print(f"ratekeeper mock-server: error: {exc}", file=sys.stderr)
         return 2
