@@ -7,14 +7,25 @@ True
 from __future__ import annotations
 
 from ._core import ManualClock
+from .classify import is_rate_limited, is_retryable
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
+from .headers import ServerLimits, read_limits, retry_after
 from .limiters import TokenBucket
+from .retry import Retry, RetryDecision, retry
 
 __all__ = [
     "CircuitOpenError",
     "ManualClock",
     "RateLimitError",
     "RateLimitTimeout",
+    "Retry",
+    "RetryDecision",
     "RetryError",
+    "ServerLimits",
     "TokenBucket",
+    "is_rate_limited",
+    "is_retryable",
+    "read_limits",
+    "retry",
+    "retry_after",
 ]
