@@ -6,7 +6,8 @@ True
 
 from __future__ import annotations
 
-from ._core import ManualClock
+from ._core import Backoff, ManualClock
+from .breaker import CircuitBreaker
 from .classify import is_rate_limited, is_retryable
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .headers import ServerLimits, read_limits, retry_after
@@ -14,6 +15,8 @@ from .limiters import TokenBucket
 from .retry import Retry, RetryDecision, retry
 
 __all__ = [
+    "Backoff",
+    "CircuitBreaker",
     "CircuitOpenError",
     "ManualClock",
     "RateLimitError",

@@ -9,3 +9,5 @@ pub mod limit;
 
 pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};
+pub mod backoff;
+pub mod breaker;

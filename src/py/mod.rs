@@ -4,6 +4,8 @@
 
 use pyo3::prelude::*;
 
+mod backoff;
+mod breaker;
 mod bucket;
 mod clock;
 mod errors;
@@ -13,5 +15,8 @@ mod protocol;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
+    m.add_class::<breaker::CircuitBreaker>()?;
+    m.add_class::<breaker::BreakerFunction>()?;
+    m.add_class::<backoff::Backoff>()?;
     Ok(())
 }
