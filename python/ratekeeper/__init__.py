@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from ._core import Backoff, ManualClock
 from .breaker import CircuitBreaker
+from .cache import ResponseCache
 from .classify import is_rate_limited, is_retryable
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .headers import ServerLimits, read_limits, retry_after
 from .limiters import TokenBucket
 from .retry import Retry, RetryDecision, retry
+from .decorators import rate_limited
+from .wrap import wrap
 
 __all__ = [
     "Backoff",
@@ -21,6 +24,7 @@ __all__ = [
     "ManualClock",
     "RateLimitError",
     "RateLimitTimeout",
+    "ResponseCache",
     "Retry",
     "RetryDecision",
     "RetryError",
@@ -28,7 +32,9 @@ __all__ = [
     "TokenBucket",
     "is_rate_limited",
     "is_retryable",
+    "rate_limited",
     "read_limits",
     "retry",
     "retry_after",
+    "wrap",
 ]

@@ -48,7 +48,7 @@ def make_sync_create(inner: Any, method: str, state: _Wrapping) -> Callable[...,
             except Exception as exc:
                 failure = exc
             except BaseException:
-                permit.__exit__(None, None, None)
+                permit.release()
                 raise
             else:
                 if breaker is not None:
@@ -127,7 +127,7 @@ def make_async_create(inner: Any, method: str, state: _Wrapping) -> Callable[...
             except Exception as exc:
                 failure = exc
             except BaseException:
-                permit.__exit__(None, None, None)
+                permit.release()
                 raise
             else:
                 if breaker is not None:

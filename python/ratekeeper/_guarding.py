@@ -77,6 +77,9 @@ def is_service_failure(exc: BaseException) -> bool:
 
 def clone_breaker(template: Any) -> Any:
     """A fresh breaker with ``template``'s configuration (one per model under ``wrap``)."""
+    copy = getattr(template, "copy", None)
+    if callable(copy):
+        return copy()
     return type(template)(
         template.failure_threshold,
         template.reset_timeout,

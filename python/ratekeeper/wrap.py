@@ -53,10 +53,6 @@ def _is_async(client: Any) -> bool:
     return any(base.__name__ == "AsyncAPIClient" for base in type(client).__mro__)
 
 
-def _is_anthropic(client: Any) -> bool:
-    return type(client).__module__.split(".")[0] == "anthropic"
-
-
 def _walk(obj: Any, path: tuple[str, ...]) -> Any:
     for name in path:
         obj = getattr(obj, name)
@@ -86,7 +82,6 @@ class _Wrapping:
         self.fallback_models = fallback_models
         self.cache = cache
         self.token_estimator = token_estimator
-        self.split_tokens = False  # set per client: Anthropic counts input and output apart
         self._breakers: dict[Any, Any] = {}
         self._sitting_out: dict[str, tuple[float, BaseException]] = {}
         self._lock = threading.Lock()
@@ -136,17 +131,13 @@ class _Wrapping:
         return _tokens.Tokens(int(value), 0)
 
     def acquire_args(self, estimate: _tokens.Tokens) -> dict[str, Any]:
-        if self.split_tokens:
-            return {"input_tokens": estimate.input, "output_tokens": estimate.output}
-        return {"tokens": estimate.total}
+        # Input and output apart: tpm is charged their sum, itpm/otpm each its own.
+        return {"input_tokens": estimate.input, "output_tokens": estimate.output}
 
-    def reconcile(self, permit: Any, actual: Optional[_tokens.Tokens]) -> None:
-        if actual is None:
-            return
-        if self.split_tokens:
+    @staticmethod
+    def reconcile(permit: Any, actual: Optional[_tokens.Tokens]) -> None:
+        if actual is not None:
             permit.reconcile(input_tokens=actual.input, output_tokens=actual.output)
-        else:
-            permit.reconcile(actual.total)
 
     def adopt(self, headers: Any) -> None:
         if headers is not None:
@@ -164,14 +155,14 @@ class _Wrapping:
                 try:
                     self.reconcile(permit, usage)
                 finally:
-                    permit.__exit__(None, None, None)
+                    permit.release()
 
             watch_stream(result, finish)
             return
         try:
             self.reconcile(permit, _tokens.from_usage(getattr(result, "usage", None)))
         finally:
-            permit.__exit__(None, None, None)
+            permit.release()
 
     def release_failed(self, permit: Any, exc: BaseException) -> None:
         """Releases a failed attempt's permit; a 4xx (429 included) generated nothing: refund it.
@@ -183,7 +174,7 @@ class _Wrapping:
             if status is not None and 400 <= status < 500:
                 self.reconcile(permit, _tokens.Tokens(0, 0))
         finally:
-            permit.__exit__(None, None, None)
+            permit.release()
 
     def give_up_on_model(
         self, model: Any, failure: BaseException, attempts: int
@@ -196,7 +187,7 @@ class _Wrapping:
         """
         if isinstance(failure, RetryError):
             if is_rate_limited(failure.last_exception):
-                self.sit_out(model, failure, attempts)
+                self.sit_out(model, failure, failure.attempts)
             return failure
         if isinstance(failure, CircuitOpenError):
             return failure
@@ -258,7 +249,6 @@ def _install(client: C, state: _Wrapping) -> C:
 
     outer: Any = client.with_options(max_retries=0)  # type: ignore[attr-defined]
     inner: Any = client.with_options(max_retries=0)  # type: ignore[attr-defined]
-    state.split_tokens = _is_anthropic(client) and bool(getattr(state.limiter, "splits_tokens", False))
     make = make_async_create if _is_async(client) else make_sync_create
     base_url = str(getattr(client, "base_url", ""))
     for path in ENDPOINTS:
