@@ -25,7 +25,8 @@ __all__ = [
     "record_outcome",
 ]
 
-NO_RETRY = Retry(max_retries=0)
+# Nothing is retryable: every error passes through unchanged, never as RetryError.
+NO_RETRY = Retry(max_retries=0, retry_on=lambda exc: False)
 
 
 def make_limiter(
