@@ -9,11 +9,14 @@ from __future__ import annotations
 from ._core import ManualClock
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .headers import ServerLimits, read_limits, retry_after
+from .limiter import Limiter, Permit
 from .limiters import TokenBucket
 
 __all__ = [
     "CircuitOpenError",
+    "Limiter",
     "ManualClock",
+    "Permit",
     "RateLimitError",
     "RateLimitTimeout",
     "RetryError",

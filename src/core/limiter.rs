@@ -332,7 +332,14 @@ impl Budgets {
         let now = self.clock.now();
         for (i, rule) in self.rules.iter().enumerate() {
             if let Some(rule) = rule {
-                give_back(rule, &mut state, i, grant.costs[i], grant.charged_after[i], now);
+                give_back(
+                    rule,
+                    &mut state,
+                    i,
+                    grant.costs[i],
+                    grant.charged_after[i],
+                    now,
+                );
             }
         }
         if state.seq == grant.seq && state.last_grant == grant.at {
@@ -341,9 +348,13 @@ impl Budgets {
         }
         drop(state);
         self.stats.granted.fetch_sub(1, Ordering::Relaxed);
-        self.stats
-            .waited_ns
-            .fetch_sub(grant.waited.0.min(self.stats.waited_ns.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.stats.waited_ns.fetch_sub(
+            grant
+                .waited
+                .0
+                .min(self.stats.waited_ns.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
     }
 
     /// Charges or refunds the token budgets by the difference between the
@@ -465,9 +476,15 @@ mod tests {
     fn a_full_budget_grants_its_period_at_once_then_refills() {
         let (b, clock) = budgets(&[(Budget::Rpm, 60.0)]);
         for _ in 0..60 {
-            assert_eq!(b.reserve(tokens(0.0), Some(Nanos::ZERO)).unwrap().waited, Nanos::ZERO);
+            assert_eq!(
+                b.reserve(tokens(0.0), Some(Nanos::ZERO)).unwrap().waited,
+                Nanos::ZERO
+            );
         }
-        assert_eq!(b.reserve(tokens(0.0), Some(Nanos::ZERO)).unwrap_err(), Nanos(SECOND));
+        assert_eq!(
+            b.reserve(tokens(0.0), Some(Nanos::ZERO)).unwrap_err(),
+            Nanos(SECOND)
+        );
         clock.advance(Nanos(SECOND));
         assert!(b.reserve(tokens(0.0), Some(Nanos::ZERO)).is_ok());
     }
@@ -500,7 +517,10 @@ mod tests {
         b.pause(Nanos(5 * SECOND));
         b.pause(Nanos(SECOND));
         assert_eq!(b.paused_for(), Nanos(5 * SECOND));
-        assert_eq!(b.reserve(tokens(0.0), None).unwrap().waited, Nanos(5 * SECOND));
+        assert_eq!(
+            b.reserve(tokens(0.0), None).unwrap().waited,
+            Nanos(5 * SECOND)
+        );
     }
 
     #[test]
@@ -558,7 +578,10 @@ mod tests {
         b.adopt(Budget::Rpm, 50.0, None);
         assert_eq!(b.available(Budget::Rpm), Some(10.0));
         b.adopt(Budget::Rpm, 0.0, Some(Nanos(30 * SECOND)));
-        assert_eq!(b.reserve(tokens(0.0), None).unwrap().waited.0, 30 * SECOND + 600_000_000);
+        assert_eq!(
+            b.reserve(tokens(0.0), None).unwrap().waited.0,
+            30 * SECOND + 600_000_000
+        );
     }
 
     #[test]

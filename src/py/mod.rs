@@ -7,11 +7,13 @@ use pyo3::prelude::*;
 mod bucket;
 mod clock;
 mod errors;
+mod limiter;
 mod protocol;
 
 /// Adds every class to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
+    limiter::register(m)?;
     Ok(())
 }
