@@ -12,6 +12,7 @@ from .cache import ResponseCache
 from .classify import is_rate_limited, is_retryable
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .headers import ServerLimits, read_limits, retry_after
+from .limiter import Limiter, Permit
 from .limiters import TokenBucket
 from .retry import Retry, RetryDecision, retry
 from .decorators import rate_limited
@@ -21,7 +22,9 @@ __all__ = [
     "Backoff",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Limiter",
     "ManualClock",
+    "Permit",
     "RateLimitError",
     "RateLimitTimeout",
     "ResponseCache",

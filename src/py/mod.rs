@@ -9,6 +9,7 @@ mod breaker;
 mod bucket;
 mod clock;
 mod errors;
+mod limiter;
 mod protocol;
 
 /// Adds every class to `ratekeeper._core`.
@@ -18,5 +19,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::CircuitBreaker>()?;
     m.add_class::<breaker::BreakerFunction>()?;
     m.add_class::<backoff::Backoff>()?;
+    limiter::register(m)?;
     Ok(())
 }
