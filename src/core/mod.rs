@@ -6,6 +6,10 @@
 pub mod clock;
 pub mod gcra;
 pub mod limit;
+pub mod limiter;
+pub mod semaphore;
 
 pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};
+pub mod backoff;
+pub mod breaker;

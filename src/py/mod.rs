@@ -4,14 +4,21 @@
 
 use pyo3::prelude::*;
 
+mod backoff;
+mod breaker;
 mod bucket;
 mod clock;
 mod errors;
+mod limiter;
 mod protocol;
 
 /// Adds every class to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
+    m.add_class::<breaker::CircuitBreaker>()?;
+    m.add_class::<breaker::BreakerFunction>()?;
+    m.add_class::<backoff::Backoff>()?;
+    limiter::register(m)?;
     Ok(())
 }
