@@ -12,24 +12,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ratekeeper.testing import MockProvider
 
 SECRET = "sk-test-never-print-me"
 
 
-def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "OPENAI_API_KEY": SECRET, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "ratekeeper", *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
     )
 
 
 def _write_prompts(path: Path, n: int, start: int = 0) -> None:
     with path.open("a") as f:
         for i in range(start, start + n):
-            f.write(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"hi {i}"}]}) + "\n")
+            f.write(
+                json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"hi {i}"}]})
+                + "\n"
+            )
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -39,8 +46,19 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 def _batch(p: MockProvider, src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return _run("batch", str(src), "-o", str(out), "--model", "gpt-4o-mini",
-                "--base-url", p.base_url, "--rpm", "6000", *extra)
+    return _run(
+        "batch",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        "gpt-4o-mini",
+        "--base-url",
+        p.base_url,
+        "--rpm",
+        "6000",
+        *extra,
+    )
 
 
 def test_demo_exits_zero_and_reports_the_limit(tmp_path: Path) -> None:
@@ -103,9 +121,24 @@ def test_batch_survives_sigint_without_a_torn_line_and_resumes(tmp_path: Path) -
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_prompts(src, 300)
     with MockProvider(rpm=None, latency=0.3) as p:
-        args = [sys.executable, "-m", "ratekeeper", "batch", str(src), "-o", str(out),
-                "--model", "m", "--base-url", p.base_url, "--concurrency", "10"]
-        proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env={**os.environ, "OPENAI_API_KEY": SECRET})
+        args = [
+            sys.executable,
+            "-m",
+            "ratekeeper",
+            "batch",
+            str(src),
+            "-o",
+            str(out),
+            "--model",
+            "m",
+            "--base-url",
+            p.base_url,
+            "--concurrency",
+            "10",
+        ]
+        proc = subprocess.Popen(
+            args, stderr=subprocess.PIPE, text=True, env={**os.environ, "OPENAI_API_KEY": SECRET}
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 2000):
             time.sleep(0.05)
@@ -128,10 +161,26 @@ def test_batch_survives_sigint_without_a_torn_line_and_resumes(tmp_path: Path) -
     ("args", "env", "message"),
     [
         (["batch", "missing.jsonl", "-o", "o.jsonl", "--model", "m"], {}, "not found"),
-        (["batch", "in.jsonl", "-o", "o.jsonl", "--model", "m", "--provider", "nope"], {}, "invalid choice"),
+        (
+            ["batch", "in.jsonl", "-o", "o.jsonl", "--model", "m", "--provider", "nope"],
+            {},
+            "invalid choice",
+        ),
         (["batch", "in.jsonl", "-o", "o.jsonl", "--model", "m", "--rpm", "-5"], {}, "must be > 0"),
-        (["batch", "in.jsonl", "-o", "o.jsonl", "--model", "m", "--base-url", "https://api.example.com/v1"],
-         {"OPENAI_API_KEY": "", "OPENROUTER_API_KEY": ""}, "no API key"),
+        (
+            [
+                "batch",
+                "in.jsonl",
+                "-o",
+                "o.jsonl",
+                "--model",
+                "m",
+                "--base-url",
+                "https://api.example.com/v1",
+            ],
+            {"OPENAI_API_KEY": "", "OPENROUTER_API_KEY": ""},
+            "no API key",
+        ),
         (["batch", "dup.jsonl", "-o", "o.jsonl", "--model", "m"], {}, "duplicate id"),
     ],
 )
@@ -150,8 +199,21 @@ def test_bad_input_gives_a_clear_error_and_nonzero_exit(
 
 def test_mock_server_command_serves_until_interrupted() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ratekeeper", "mock-server", "--port", "0", "--rpm", "60", "--tpm", "1000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ratekeeper",
+            "mock-server",
+            "--port",
+            "0",
+            "--rpm",
+            "60",
+            "--tpm",
+            "1000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -159,7 +221,9 @@ def test_mock_server_command_serves_until_interrupted() -> None:
         import openai
 
         client = openai.OpenAI(base_url=base_url, api_key="k", max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "x"}])
+        raw = client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": "x"}]
+        )
         assert raw.headers["x-ratelimit-limit-requests"] == "60"
     finally:
         proc.send_signal(signal.SIGINT)

@@ -8,7 +8,6 @@ import anthropic
 import httpx
 import openai
 import pytest
-
 import ratekeeper as rk
 from ratekeeper.testing import MockProvider
 
@@ -109,7 +108,10 @@ def test_streams_report_usage_at_the_end() -> None:
     with MockProvider(rpm=None) as p:
         chunks = list(
             _openai(p).chat.completions.create(
-                model="m", messages=HELLO, max_tokens=20, stream=True,
+                model="m",
+                messages=HELLO,
+                max_tokens=20,
+                stream=True,
                 stream_options={"include_usage": True},
             )
         )
@@ -130,7 +132,10 @@ def test_other_openai_routes_answer_with_usage() -> None:
         assert response.output_text.split() == ["this", "is", "a", "mock"]
         assert [m.id for m in client.models.list()]
         assert set(p.counts()) == {
-            "/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/models"
+            "/v1/embeddings",
+            "/v1/completions",
+            "/v1/responses",
+            "/v1/models",
         }
 
 
@@ -185,8 +190,13 @@ async def test_async_with_serves_and_stops_cleanly() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"rpm": 0}, "rpm"), ({"tpm": float("nan")}, "tpm"), ({"error_rate": 2}, "error_rate"),
-     ({"latency": -1}, "latency"), ({"drop_rate": -0.1}, "drop_rate")],
+    [
+        ({"rpm": 0}, "rpm"),
+        ({"tpm": float("nan")}, "tpm"),
+        ({"error_rate": 2}, "error_rate"),
+        ({"latency": -1}, "latency"),
+        ({"drop_rate": -0.1}, "drop_rate"),
+    ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):

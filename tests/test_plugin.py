@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import openai
 import pytest
-
 import ratekeeper as rk
 from ratekeeper.testing import MockProvider
 

@@ -48,7 +48,9 @@ def _parse_line(text: str, line: int, model: str, max_tokens: Optional[int]) -> 
     except ValueError as exc:
         return Job(line, line, None, f"line {line}: not valid JSON ({exc})")
     if not isinstance(body, dict):
-        return Job(line, line, None, f"line {line}: expected a JSON object, got {type(body).__name__}")
+        return Job(
+            line, line, None, f"line {line}: expected a JSON object, got {type(body).__name__}"
+        )
     job_id = body.pop("id", line)
     if isinstance(job_id, (dict, list)) or job_id is None:
         return Job(line, line, None, f"line {line}: id must be a string or a number")

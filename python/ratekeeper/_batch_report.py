@@ -57,7 +57,7 @@ class BatchSummary:
         self.tokens += int(total or 0)
 
     def ideal_seconds(self, requests: int, tokens: int = 0) -> float:
-        """The least time the limits allow for this many requests and tokens (buckets start full)."""
+        """The least time the limits allow for these requests and tokens (buckets start full)."""
         best = 0.0
         if self.rpm:
             burst = self.burst if self.burst is not None else self.rpm
@@ -107,7 +107,7 @@ class Progress:
         if enabled is None:
             enabled = sys.stderr.isatty()
         if enabled:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
             self._bar = tqdm(total=total, unit="req", file=sys.stderr, dynamic_ncols=True)
 

@@ -25,14 +25,11 @@ def make_client(
     """The rate-limited async client for ``options.provider``, and how to close it."""
     import httpx
 
-    try:
-        from . import Limiter, wrap  # type: ignore[attr-defined]
-    except ImportError:  # TEMPORARY until branch `wrap` is merged
-        from ._interim import Limiter, wrap
+    from . import Limiter, wrap
 
     hooks = {"request": [on_request], "response": [on_response]}
     # As many connections as requests in flight: no request queues in httpx's pool.
-    limits = httpx.Limits(
+    limits: Any = httpx.Limits(
         max_connections=options.concurrency + 8, max_keepalive_connections=options.concurrency + 8
     )
     base_url = options.base_url
@@ -53,7 +50,9 @@ def make_client(
         if options.provider == "openrouter" and base_url is None:
             base_url = _OPENROUTER_URL
         http = openai.DefaultAsyncHttpxClient(event_hooks=hooks, limits=limits)
-        raw = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, http_client=http, max_retries=0)
+        raw = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, http_client=http, max_retries=0
+        )
     limiter = Limiter(
         rpm=options.rpm, tpm=options.tpm, burst=options.burst, concurrency=options.concurrency
     )

@@ -10,10 +10,12 @@ achieved with the limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .batch import BatchOptions, run_batch
 from .testing.mock_server import MockProvider
@@ -27,32 +29,34 @@ async def _naive_burst(rpm: float, burst: float, n: int) -> int:
 
     with MockProvider(rpm=rpm, burst=burst) as provider:
         client = openai.AsyncOpenAI(base_url=provider.base_url, api_key="demo", max_retries=0)
-        message = [{"role": "user", "content": "hello"}]
+        message: Any = [{"role": "user", "content": "hello"}]
 
         async def one() -> None:
-            try:
+            with contextlib.suppress(openai.RateLimitError):
                 await client.chat.completions.create(model=_MODEL, messages=message)
-            except openai.RateLimitError:
-                pass
 
         await asyncio.gather(*(one() for _ in range(n)))
         await client.close()
         return provider.rate_limited
 
 
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def run_demo(requests: int = 300, rpm: float = 900.0) -> int:
     """Runs the demo; returns 0 when the batch finished without a failure."""
     burst = max(1.0, rpm / 30.0)  # the provider meters per 2 s, as OpenAI may
-    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(f"ratekeeper demo: a mock provider allowing {rpm:.0f} requests/min ({burst:.0f} at once)")
     naive = min(requests, int(burst * 3))
     rejected = asyncio.run(_naive_burst(rpm, burst, naive))
     say(f"  without ratekeeper: {naive} requests at once -> {rejected} answered 429")
     seconds = max(0.0, requests - burst) / (rpm / 60.0)
     say(f"  with ratekeeper: {requests} requests at {rpm:.0f} RPM (about {seconds:.0f} s)")
-    with tempfile.TemporaryDirectory(prefix="ratekeeper-demo-") as tmp, MockProvider(
-        rpm=rpm, burst=burst
-    ) as provider:
+    with (
+        tempfile.TemporaryDirectory(prefix="ratekeeper-demo-") as tmp,
+        MockProvider(rpm=rpm, burst=burst) as provider,
+    ):
         prompts = Path(tmp, "prompts.jsonl")
         with prompts.open("w") as file:
             for i in range(requests):

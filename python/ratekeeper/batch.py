@@ -212,7 +212,7 @@ def _install_sigint(run: _Run) -> bool:
 async def run_batch(options: BatchOptions) -> BatchSummary:
     """Runs the batch; returns what happened. Raises ``BatchInputError`` before sending anything.
 
-    >>> # summary = await run_batch(BatchOptions(Path("in.jsonl"), Path("out.jsonl"), "gpt-4o-mini"))
+    >>> # summary = await run_batch(BatchOptions(Path("in.jsonl"), Path("out.jsonl"), "m"))
     """
     options.check()
     jobs = read_jobs(options.input_path, options.model, options.max_tokens)

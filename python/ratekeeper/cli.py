@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 
-def _positive(kind: type[float]) -> object:
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = kind(text)
@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("input", type=Path, help="JSONL file, one request body per line")
     batch.add_argument("-o", "--output", type=Path, required=True, help="JSONL results (appended)")
     batch.add_argument("--model", required=True, help="model for lines that name none")
-    batch.add_argument("--provider", choices=("openai", "anthropic", "openrouter"), default="openai")
+    batch.add_argument(
+        "--provider", choices=("openai", "anthropic", "openrouter"), default="openai"
+    )
     batch.add_argument("--base-url", help="API base URL (default: the provider's)")
     batch.add_argument("--rpm", type=_positive(float), help="requests per minute")
     batch.add_argument("--tpm", type=_positive(float), help="tokens per minute")
@@ -72,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--tolerance", type=float, default=1.0, help="seconds of jitter forgiven")
     mock.add_argument("--error-rate", type=_fraction, default=0.0, help="share answered 5xx")
     mock.add_argument("--error-status", type=int, default=500)
-    mock.add_argument("--drop-rate", type=_fraction, default=0.0, help="share of dropped connections")
+    mock.add_argument(
+        "--drop-rate", type=_fraction, default=0.0, help="share of dropped connections"
+    )
     mock.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     mock.add_argument("--api-key", help="require this key (default: accept any)")
     return parser

@@ -190,7 +190,9 @@ def _authorized(state: MockState, request: Request) -> bool:
     return given == state.api_key
 
 
-async def _answer(state: MockState, request: Request, route: str, body: Any) -> tuple[Response, str]:
+async def _answer(
+    state: MockState, request: Request, route: str, body: Any
+) -> tuple[Response, str]:
     api = "anthropic" if route == "messages" else "openai"
     path = request.url.path
     if state.latency > 0:
@@ -213,7 +215,9 @@ async def _answer(state: MockState, request: Request, route: str, body: Any) -> 
         message = "The server had an error while processing your request."
         return _error(api, state.error_status, message, "server_error", {}), "injected"
     if not _authorized(state, request):
-        return _error(api, 401, "Incorrect API key provided.", "invalid_request_error", {}), "unauthorized"
+        return _error(
+            api, 401, "Incorrect API key provided.", "invalid_request_error", {}
+        ), "unauthorized"
     if not isinstance(body, dict):
         message = "We could not parse the JSON body of your request."
         return _error(api, 400, message, "invalid_request_error", {}), "bad_request"
@@ -248,6 +252,8 @@ def create_app(state: MockState) -> Starlette:
         state.hits.append(Hit("GET", request.url.path, 200, "ok", None))
         return JSONResponse(payloads.models())
 
-    routes = [Route(path, _endpoint(state, name), methods=["POST"]) for path, name in ROUTES.items()]
+    routes = [
+        Route(path, _endpoint(state, name), methods=["POST"]) for path, name in ROUTES.items()
+    ]
     routes.append(Route("/v1/models", list_models, methods=["GET"]))
     return Starlette(routes=routes)

@@ -214,7 +214,11 @@ async def anthropic_stream(model: str, prompt: int, completion: int) -> AsyncIte
     start.update(content=[], stop_reason=None)
     start["usage"] = {"input_tokens": prompt, "output_tokens": 0}
     yield _sse({"type": "message_start", "message": start}, "message_start")
-    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    block = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
     yield _sse(block, "content_block_start")
     for piece in _chunks(completion):
         delta = {"type": "content_block_delta", "index": 0}
