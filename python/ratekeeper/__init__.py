@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from ._core import Backoff, ManualClock, RateTracker
 from .breaker import CircuitBreaker
+from .cache import ResponseCache
 from .classify import is_rate_limited, is_retryable
+from .decorators import rate_limited
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .headers import ServerLimits, read_limits, retry_after
 from .keyed import KeyedLimiter
+from .limiter import Limiter, Permit
 from .limiters import FixedWindow, SlidingWindow, TokenBucket
 from .retry import Retry, RetryDecision, retry
+from .wrap import wrap
 
 __all__ = [
     "Backoff",
@@ -21,10 +25,13 @@ __all__ = [
     "CircuitOpenError",
     "FixedWindow",
     "KeyedLimiter",
+    "Limiter",
     "ManualClock",
+    "Permit",
     "RateLimitError",
     "RateLimitTimeout",
     "RateTracker",
+    "ResponseCache",
     "Retry",
     "RetryDecision",
     "RetryError",
@@ -33,7 +40,9 @@ __all__ = [
     "TokenBucket",
     "is_rate_limited",
     "is_retryable",
+    "rate_limited",
     "read_limits",
     "retry",
     "retry_after",
+    "wrap",
 ]

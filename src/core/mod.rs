@@ -6,6 +6,8 @@
 pub mod clock;
 pub mod gcra;
 pub mod limit;
+pub mod limiter;
+pub mod semaphore;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, Nanos};

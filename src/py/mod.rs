@@ -12,6 +12,7 @@ mod bucket;
 mod clock;
 mod errors;
 mod keyed;
+mod limiter;
 mod protocol;
 mod text;
 mod tracker;
@@ -29,5 +30,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<backoff::Backoff>()?;
     m.add_class::<keyed::KeyedLimiter>()?;
     m.add_class::<tracker::RateTracker>()?;
+    limiter::register(m)?;
     Ok(())
 }

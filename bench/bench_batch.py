@@ -1,0 +1,130 @@
+"""ratekeeper batch vs the openai-cookbook parallel processor, against the mock provider.
+
+Each run gets a fresh `ratekeeper mock-server` (its own process, so that the
+server does not share a core with the client) allowing RPM requests/min with a
+bucket of one minute. Ideal time = (N - burst) / rate: the burst goes at once.
+
+    python bench/bench_batch.py [--requests 2000] [--rpm 1200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import openai
+
+from ratekeeper.batch import BatchOptions, run_batch
+
+MESSAGES = [{"role": "user", "content": "Say hello to the benchmark."}]
+
+
+def start_mock(rpm: float) -> tuple[subprocess.Popen[str], str]:
+    args = [sys.executable, "-m", "ratekeeper", "mock-server", "--port", "0", "--rpm", str(rpm)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, line.split(" on ")[1].split(" ")[0]
+
+
+async def ratekeeper_run(base_url: str, n: int, rpm: float, tmp: Path) -> tuple[float, int, int]:
+    src = tmp / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "messages": MESSAGES}) + "\n" for i in range(n)))
+    options = BatchOptions(
+        src,
+        tmp / "out.jsonl",
+        model="gpt-4o-mini",
+        base_url=base_url,
+        rpm=rpm,
+        concurrency=64,
+        show_progress=False,
+    )
+    summary = await run_batch(options)
+    return summary.wall, summary.rate_limited, summary.failed
+
+
+async def cookbook_run(base_url: str, n: int, rpm: float) -> tuple[float, int, int]:
+    """The loop of openai-cookbook's api_request_parallel_processor.py, re-created.
+
+    Request capacity refills continuously up to rpm and is checked every 1 ms;
+    any 429 pauses all new requests for 15 s; failed requests are retried (5 attempts).
+    """
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    pending = [(i, 5) for i in range(n)][::-1]
+    retry_queue: list[tuple[int, int]] = []
+    capacity, last_update, last_429 = rpm, time.monotonic(), -1e9
+    in_flight, done, failed, limited = 0, 0, 0, 0
+
+    async def call(item: tuple[int, int]) -> None:
+        nonlocal in_flight, done, failed, limited, last_429
+        try:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            done += 1
+        except openai.RateLimitError:
+            limited += 1
+            last_429 = time.monotonic()
+            if item[1] > 1:
+                retry_queue.append((item[0], item[1] - 1))
+            else:
+                failed += 1
+        finally:
+            in_flight -= 1
+
+    started = time.monotonic()
+    tasks = []
+    while pending or retry_queue or in_flight:
+        now = time.monotonic()
+        capacity = min(rpm, capacity + rpm * (now - last_update) / 60.0)
+        last_update = now
+        source = retry_queue or pending
+        if source and capacity >= 1:
+            capacity -= 1
+            in_flight += 1
+            tasks.append(asyncio.create_task(call(source.pop())))
+        await asyncio.sleep(0.001)
+        pause = 15.0 - (time.monotonic() - last_429)
+        if pause > 0:
+            await asyncio.sleep(pause)
+    await client.close()
+    return time.monotonic() - started, limited, failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rpm", type=float, default=1200.0)
+    args = parser.parse_args()
+    n, rpm = args.requests, args.rpm
+    ideal = max(0.0, n - rpm) / (rpm / 60.0)
+    print(
+        f"{n} requests against a mock provider at {rpm:.0f} RPM (burst {rpm:.0f}); "
+        f"ideal {ideal:.1f} s"
+    )
+    rows = []
+    for name, runner in (("ratekeeper batch", "rk"), ("cookbook processor", "cookbook")):
+        proc, url = start_mock(rpm)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                if runner == "rk":
+                    result = asyncio.run(ratekeeper_run(url, n, rpm, Path(tmp)))
+                else:
+                    result = asyncio.run(cookbook_run(url, n, rpm))
+        finally:
+            proc.terminate()
+            proc.wait()
+        rows.append((name, *result))
+    print(f"{'approach':<20} {'wall s':>8} {'vs ideal':>9} {'429s':>6} {'failed':>7}")
+    for name, wall, limited, failed in rows:
+        ratio = wall / ideal if ideal else float("nan")
+        print(f"{name:<20} {wall:8.1f} {ratio:8.3f}x {limited:6d} {failed:7d}")
+    print(f"cookbook / ratekeeper wall time: {rows[1][1] / rows[0][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

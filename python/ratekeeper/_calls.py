@@ -1,0 +1,177 @@
+"""The limited ``create`` methods that ``wrap`` installs: a sync and an async twin.
+
+The two are the same steps (see :mod:`ratekeeper.wrap`) written twice, once
+with ``await``; the shared bookkeeping lives on ``_Wrapping``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from ._guarding import after_failure, check_breaker, record_outcome
+from .cache import ResponseCache
+from .errors import CircuitOpenError, RetryError
+from .wrap import _wants_raw, _Wrapping
+
+__all__ = ["make_async_create", "make_sync_create"]
+
+
+def _model_kwargs(kwargs: dict[str, Any], model: Any) -> dict[str, Any]:
+    return kwargs if kwargs.get("model") == model else {**kwargs, "model": model}
+
+
+def make_sync_create(inner: Any, method: str, state: _Wrapping) -> Callable[..., Any]:
+    """``create`` for a sync client: ``inner`` is the untouched copy's resource."""
+    raw_create = inner.with_raw_response.create
+    plain_create = inner.create
+    policy = state.policy
+
+    def call_model(args: Any, kwargs: dict[str, Any], model: Any) -> Any:
+        breaker = state.breaker_for(model)
+        streaming = bool(kwargs.get("stream"))
+        raw_wanted = _wants_raw(kwargs)
+        attempts = 0
+        while True:
+            if breaker is not None:
+                check_breaker(breaker)
+            permit = state.limiter.acquire(**state.acquire_args(state.estimate(kwargs)))
+            attempts += 1
+            try:
+                if raw_wanted:
+                    result = plain_create(*args, **kwargs)
+                    headers = result.headers
+                else:
+                    response = raw_create(*args, **kwargs)
+                    headers = response.headers
+                    result = response.parse()
+            except Exception as exc:
+                failure = exc
+            except BaseException:
+                permit.release()
+                raise
+            else:
+                if breaker is not None:
+                    breaker.record_success()
+                state.adopt(headers)
+                state.finish_success(permit, None if raw_wanted else result, streaming)
+                return result
+            state.release_failed(permit, failure)
+            state.adopt_error(failure)
+            if breaker is not None:
+                record_outcome(breaker, failure)
+            decision = after_failure(state.limiter, policy, failure, attempts)
+            if not decision.retry:
+                raise decision.error_for(failure)
+            if not decision.rate_limited:
+                policy.sleep(decision.delay)
+
+    def call(args: Any, kwargs: dict[str, Any]) -> Any:
+        candidates = state.candidates(kwargs)
+        if len(candidates) == 1:
+            return call_model(args, kwargs, candidates[0])
+        last: BaseException | None = None
+        available = [model for model in candidates if not state.sitting_out(model)]
+        if not available:
+            model, wait, last = state.earliest_back(candidates)
+            if policy.max_retry_after is not None and wait > policy.max_retry_after:
+                raise last
+            policy.sleep(wait)
+            available = [model]
+        for model in available:
+            try:
+                return call_model(args, _model_kwargs(kwargs, model), model)
+            except (RetryError, CircuitOpenError) as exc:
+                last = state.give_up_on_model(model, exc, getattr(exc, "attempts", 1))
+                if last is None:
+                    raise
+        assert last is not None
+        raise last
+
+    def create(*args: Any, **kwargs: Any) -> Any:
+        cache = state.cache
+        if cache is not None and not kwargs.get("stream") and not _wants_raw(kwargs):
+            key = ResponseCache.key(method, {"args": args, "kwargs": kwargs})
+            return cache.get_or_call(key, lambda: call(args, kwargs))
+        return call(args, kwargs)
+
+    return create
+
+
+def make_async_create(inner: Any, method: str, state: _Wrapping) -> Callable[..., Any]:
+    """``create`` for an async client: ``inner`` is the untouched copy's resource."""
+    raw_create = inner.with_raw_response.create
+    plain_create = inner.create
+    policy = state.policy
+
+    async def call_model(args: Any, kwargs: dict[str, Any], model: Any) -> Any:
+        breaker = state.breaker_for(model)
+        streaming = bool(kwargs.get("stream"))
+        raw_wanted = _wants_raw(kwargs)
+        attempts = 0
+        while True:
+            if breaker is not None:
+                check_breaker(breaker)
+            permit = await state.limiter.acquire_async(**state.acquire_args(state.estimate(kwargs)))
+            attempts += 1
+            try:
+                if raw_wanted:
+                    result = await plain_create(*args, **kwargs)
+                    headers = result.headers
+                else:
+                    response = await raw_create(*args, **kwargs)
+                    headers = response.headers
+                    result = response.parse()
+                    if inspect.isawaitable(result):
+                        result = await result
+            except Exception as exc:
+                failure = exc
+            except BaseException:
+                permit.release()
+                raise
+            else:
+                if breaker is not None:
+                    breaker.record_success()
+                state.adopt(headers)
+                state.finish_success(permit, None if raw_wanted else result, streaming)
+                return result
+            state.release_failed(permit, failure)
+            state.adopt_error(failure)
+            if breaker is not None:
+                record_outcome(breaker, failure)
+            decision = after_failure(state.limiter, policy, failure, attempts)
+            if not decision.retry:
+                raise decision.error_for(failure)
+            if not decision.rate_limited:
+                await policy.sleep_async(decision.delay)
+
+    async def call(args: Any, kwargs: dict[str, Any]) -> Any:
+        candidates = state.candidates(kwargs)
+        if len(candidates) == 1:
+            return await call_model(args, kwargs, candidates[0])
+        last: BaseException | None = None
+        available = [model for model in candidates if not state.sitting_out(model)]
+        if not available:
+            model, wait, last = state.earliest_back(candidates)
+            if policy.max_retry_after is not None and wait > policy.max_retry_after:
+                raise last
+            await policy.sleep_async(wait)
+            available = [model]
+        for model in available:
+            try:
+                return await call_model(args, _model_kwargs(kwargs, model), model)
+            except (RetryError, CircuitOpenError) as exc:
+                last = state.give_up_on_model(model, exc, getattr(exc, "attempts", 1))
+                if last is None:
+                    raise
+        assert last is not None
+        raise last
+
+    async def create(*args: Any, **kwargs: Any) -> Any:
+        cache = state.cache
+        if cache is not None and not kwargs.get("stream") and not _wants_raw(kwargs):
+            key = ResponseCache.key(method, {"args": args, "kwargs": kwargs})
+            return await cache.get_or_call_async(key, lambda: call(args, kwargs))
+        return await call(args, kwargs)
+
+    return create

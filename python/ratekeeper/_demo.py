@@ -1,0 +1,82 @@
+"""``ratekeeper demo``: what the limiter does, in under half a minute, with no key and no network.
+
+Two acts against the built-in mock provider (which enforces its limit as a
+provider that meters per couple of seconds does): first a naive client fires
+a burst at once and collects 429s; then ``ratekeeper batch``'s own code path
+sends the whole batch at the limit, and the summary compares the rate it
+achieved with the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .batch import BatchOptions, run_batch
+from .testing.mock_server import MockProvider
+
+_MODEL = "gpt-4o-mini"
+
+
+async def _naive_burst(rpm: float, burst: float, n: int) -> int:
+    """Sends ``n`` requests at once with no limiter; returns how many got a 429."""
+    import openai
+
+    with MockProvider(rpm=rpm, burst=burst) as provider:
+        client = openai.AsyncOpenAI(base_url=provider.base_url, api_key="demo", max_retries=0)
+        message: Any = [{"role": "user", "content": "hello"}]
+
+        async def one() -> None:
+            with contextlib.suppress(openai.RateLimitError):
+                await client.chat.completions.create(model=_MODEL, messages=message)
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        await client.close()
+        return provider.rate_limited
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_demo(requests: int = 300, rpm: float = 900.0) -> int:
+    """Runs the demo; returns 0 when the batch finished without a failure."""
+    burst = max(1.0, rpm / 30.0)  # the provider meters per 2 s, as OpenAI may
+    say(f"ratekeeper demo: a mock provider allowing {rpm:.0f} requests/min ({burst:.0f} at once)")
+    naive = min(requests, int(burst * 3))
+    rejected = asyncio.run(_naive_burst(rpm, burst, naive))
+    say(f"  without ratekeeper: {naive} requests at once -> {rejected} answered 429")
+    seconds = max(0.0, requests - burst) / (rpm / 60.0)
+    say(f"  with ratekeeper: {requests} requests at {rpm:.0f} RPM (about {seconds:.0f} s)")
+    with (
+        tempfile.TemporaryDirectory(prefix="ratekeeper-demo-") as tmp,
+        MockProvider(rpm=rpm, burst=burst) as provider,
+    ):
+        prompts = Path(tmp, "prompts.jsonl")
+        with prompts.open("w") as file:
+            for i in range(requests):
+                prompt = {"role": "user", "content": f"Say something about rate limit #{i}."}
+                file.write(json.dumps({"id": f"q{i}", "messages": [prompt]}) + "\n")
+        options = BatchOptions(
+            prompts,
+            Path(tmp, "results.jsonl"),
+            model=_MODEL,
+            base_url=provider.base_url,
+            rpm=rpm,
+            burst=burst,
+            concurrency=32,
+        )
+        summary = asyncio.run(run_batch(options))
+        say(summary.render(options.output_path).replace(str(options.output_path), "(temporary)"))
+        minutes = max(0.0, summary.wall - 0.0) / 60.0
+        achieved = max(0.0, summary.sent - burst) / minutes if minutes else 0.0
+        say(
+            f"  after the first {burst:.0f}: {achieved:,.0f} requests/min against the limit of "
+            f"{rpm:,.0f}; the provider answered {provider.rate_limited} request(s) with 429"
+        )
+    return 0 if summary.failed == 0 and not summary.interrupted else 1

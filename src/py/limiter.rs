@@ -1,0 +1,630 @@
+//! `Limiter` and `Permit`: the binding of `core::limiter::Budgets` plus a
+//! concurrency cap (`core::semaphore::Semaphore`).
+//!
+//! A request takes its concurrency slot first (FIFO), then reserves every
+//! budget at one grant time, so it never holds budget it cannot use yet.
+//! Sync waiters park in Rust with the GIL released; async waiters queue a
+//! callback that the releasing thread schedules on the waiter's own loop
+//! (`loop.call_soon_threadsafe`), so the loop never blocks and the fast path
+//! (a free slot) is one CAS.
+
+use crate::core::limiter::{Amounts, Budget, Budgets, Grant, BUDGETS};
+use crate::core::semaphore::{Enqueued, Semaphore};
+use crate::core::{Clock, Nanos};
+use parking_lot::{Condvar, Mutex};
+use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::clock::clock_from;
+use super::errors::{check_non_negative, check_timeout, config_error, rate_limit_timeout};
+
+/// How long a blocked thread sleeps before it looks for Ctrl-C.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A parked thread waiting for a concurrency slot.
+#[derive(Default)]
+struct Parker {
+    granted: Mutex<bool>,
+    wakeup: Condvar,
+}
+
+impl Parker {
+    fn wait(&self, slice: Duration) -> bool {
+        let mut granted = self.granted.lock();
+        if !*granted {
+            self.wakeup.wait_for(&mut granted, slice);
+        }
+        *granted
+    }
+}
+
+/// Who a released slot is handed to.
+enum Waker {
+    Thread(Arc<Parker>),
+    /// A zero-argument Python callable that schedules the waiter's future.
+    Callback(Py<PyAny>),
+}
+
+/// What a `Limiter` and its permits share.
+struct Shared {
+    budgets: Budgets,
+    slots: Option<Semaphore<Waker>>,
+    in_flight: AtomicU64,
+    limits: [Option<f64>; BUDGETS],
+    burst: Option<f64>,
+}
+
+impl Shared {
+    /// Gives a slot back, handing it to the oldest waiter if there is one.
+    fn release_slot(&self, py: Python<'_>) {
+        let Some(slots) = &self.slots else { return };
+        while let Some(waker) = slots.release() {
+            match waker {
+                Waker::Thread(parker) => {
+                    *parker.granted.lock() = true;
+                    parker.wakeup.notify_one();
+                    return;
+                }
+                Waker::Callback(callback) => {
+                    // A waiter whose loop is gone can never take the slot:
+                    // pass it on to the next one.
+                    if callback.call0(py).is_ok() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a slot for a thread, waiting (GIL released) up to `deadline`.
+    /// `Ok(false)`: the deadline passed first; nothing is held.
+    fn wait_for_slot(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
+        let Some(slots) = &self.slots else {
+            return Ok(true);
+        };
+        if slots.try_acquire() {
+            return Ok(true);
+        }
+        let parker = Arc::new(Parker::default());
+        let ticket = match slots.acquire_or_enqueue(|| Waker::Thread(parker.clone())) {
+            Enqueued::Acquired => return Ok(true),
+            Enqueued::Queued(ticket) => ticket,
+        };
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let slice = left.map_or(SIGNAL_CHECK_INTERVAL, |l| l.min(SIGNAL_CHECK_INTERVAL));
+            if py.detach(|| parker.wait(slice)) {
+                return Ok(true);
+            }
+            if let Err(err) = py.check_signals() {
+                if !slots.cancel(ticket) {
+                    self.release_slot(py);
+                }
+                return Err(err);
+            }
+            if left.is_some_and(|l| l.is_zero()) {
+                // Cancelling fails only if a release handed us the slot meanwhile.
+                return Ok(!slots.cancel(ticket));
+            }
+        }
+    }
+
+    /// Reserves the budgets for a caller that holds its slot (if any);
+    /// on refusal, gives the slot back and raises `RateLimitTimeout`.
+    fn reserve(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        amounts: Amounts,
+        timeout: Option<f64>,
+        slot_waited: f64,
+    ) -> PyResult<Permit> {
+        let left = timeout.map(|t| Nanos::from_secs_f64((t - slot_waited).max(0.0)));
+        match self.budgets.reserve(amounts, left) {
+            Ok(grant) => {
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+                Ok(Permit {
+                    shared: self.clone(),
+                    waited: grant.waited.as_secs_f64() + slot_waited,
+                    due: if grant.waited > Nanos::ZERO {
+                        grant.at
+                    } else {
+                        Nanos::ZERO
+                    },
+                    grant: Mutex::new(grant),
+                    released: AtomicBool::new(false),
+                })
+            }
+            Err(wait) => {
+                self.release_slot(py);
+                Err(rate_limit_timeout(
+                    py,
+                    wait.as_secs_f64() + slot_waited,
+                    timeout.unwrap_or(0.0),
+                ))
+            }
+        }
+    }
+}
+
+fn amounts(
+    shared: &Shared,
+    tokens: f64,
+    input: Option<f64>,
+    output: Option<f64>,
+) -> PyResult<Amounts> {
+    let amounts = Amounts::new(tokens, input, output).map_err(config_error)?;
+    shared.budgets.check(&amounts).map_err(config_error)?;
+    Ok(amounts)
+}
+
+/// Request budgets (rps, rpm, rph, rpd), token budgets (tpm, or itpm and
+/// otpm apart) and a concurrency cap, granted together or not at all.
+///
+/// The Python class `ratekeeper.Limiter` subclasses this one and adds the
+/// async methods.
+#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "Limiter")]
+pub struct Limiter {
+    shared: Arc<Shared>,
+}
+
+#[pymethods]
+impl Limiter {
+    #[new]
+    #[pyo3(signature = (*, rpm=None, tpm=None, rps=None, rph=None, rpd=None, itpm=None, otpm=None, concurrency=None, burst=None, clock=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        rpm: Option<f64>,
+        tpm: Option<f64>,
+        rps: Option<f64>,
+        rph: Option<f64>,
+        rpd: Option<f64>,
+        itpm: Option<f64>,
+        otpm: Option<f64>,
+        concurrency: Option<&Bound<'_, PyAny>>,
+        burst: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let clock = clock_from(clock)?;
+        let limits = [rps, rpm, rph, rpd, tpm, itpm, otpm];
+        let budgets = Budgets::new(limits, burst, clock).map_err(config_error)?;
+        let slots = match concurrency {
+            Some(c) if !c.is_none() => Some(Semaphore::new(check_concurrency(c)?)),
+            _ => None,
+        };
+        if budgets.is_empty() && slots.is_none() {
+            return Err(PyValueError::new_err(
+                "Limiter needs at least one of rps, rpm, rph, rpd, tpm, itpm, otpm or concurrency",
+            ));
+        }
+        if burst.is_some() && limits[..4].iter().all(Option::is_none) {
+            return Err(PyValueError::new_err(
+                "burst sets the request budgets' capacity: give rps, rpm, rph or rpd with it",
+            ));
+        }
+        Ok(Limiter {
+            shared: Arc::new(Shared {
+                budgets,
+                slots,
+                in_flight: AtomicU64::new(0),
+                limits,
+                burst,
+            }),
+        })
+    }
+
+    /// Waits (GIL released) for a concurrency slot, then for every budget;
+    /// raises `RateLimitTimeout`, holding nothing, if that would exceed
+    /// `timeout`.
+    #[pyo3(signature = (tokens=0.0, timeout=None, *, input_tokens=None, output_tokens=None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        tokens: f64,
+        timeout: Option<f64>,
+        input_tokens: Option<f64>,
+        output_tokens: Option<f64>,
+    ) -> PyResult<Permit> {
+        let shared = &self.shared;
+        let amounts = amounts(shared, tokens, input_tokens, output_tokens)?;
+        let timeout = check_timeout(timeout)?;
+        let mut slot_waited = 0.0;
+        if let Some(slots) = &shared.slots {
+            if !slots.try_acquire() {
+                let started = Instant::now();
+                let deadline = timeout.map(|t| started + Duration::from_secs_f64(t));
+                if !shared.wait_for_slot(py, deadline)? {
+                    shared
+                        .budgets
+                        .stats
+                        .rejected
+                        .fetch_add(1, Ordering::Relaxed);
+                    let waited = started.elapsed().as_secs_f64();
+                    return Err(rate_limit_timeout(py, waited, timeout.unwrap_or(0.0)));
+                }
+                slot_waited = started.elapsed().as_secs_f64();
+            }
+        }
+        let permit = shared.reserve(py, amounts, timeout, slot_waited)?;
+        if permit.due == Nanos::ZERO {
+            return Ok(permit);
+        }
+        let clock = shared.budgets.clock();
+        loop {
+            let reached = py.detach(|| clock.sleep_until(permit.due, SIGNAL_CHECK_INTERVAL));
+            if let Err(err) = py.check_signals() {
+                permit.cancel(py);
+                return Err(err);
+            }
+            if reached {
+                return Ok(permit);
+            }
+        }
+    }
+
+    /// The async fast path: `None` when a concurrency slot is not free at
+    /// once (the caller queues with `_enqueue`), else a permit whose `_due`
+    /// says how long to sleep. `holds_slot`: the caller already has a slot.
+    #[pyo3(signature = (tokens=0.0, timeout=None, input_tokens=None, output_tokens=None, holds_slot=false, slot_waited=0.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn _reserve(
+        &self,
+        py: Python<'_>,
+        tokens: f64,
+        timeout: Option<f64>,
+        input_tokens: Option<f64>,
+        output_tokens: Option<f64>,
+        holds_slot: bool,
+        slot_waited: f64,
+    ) -> PyResult<Option<Permit>> {
+        let shared = &self.shared;
+        let amounts = amounts(shared, tokens, input_tokens, output_tokens)?;
+        let timeout = check_timeout(timeout)?;
+        if let (Some(slots), false) = (&shared.slots, holds_slot) {
+            if !slots.try_acquire() {
+                return Ok(None);
+            }
+        }
+        shared.reserve(py, amounts, timeout, slot_waited).map(Some)
+    }
+
+    /// Queues an async waiter for a slot: 0 when a slot was free (now
+    /// held), else a ticket; `callback()` is called when the slot is handed
+    /// over.
+    fn _enqueue(&self, callback: Py<PyAny>) -> u64 {
+        match &self.shared.slots {
+            None => 0,
+            Some(slots) => match slots.acquire_or_enqueue(|| Waker::Callback(callback)) {
+                Enqueued::Acquired => 0,
+                Enqueued::Queued(ticket) => ticket,
+            },
+        }
+    }
+
+    /// Withdraws a queued waiter: `True` if it held nothing, `False` if a
+    /// slot was handed to it meanwhile (the caller holds it now).
+    /// `timed_out` counts a withdrawn waiter as rejected.
+    #[pyo3(signature = (ticket, timed_out=false))]
+    fn _cancel_slot(&self, ticket: u64, timed_out: bool) -> bool {
+        let Some(slots) = &self.shared.slots else {
+            return false;
+        };
+        let withdrawn = slots.cancel(ticket);
+        if withdrawn && timed_out {
+            self.shared
+                .budgets
+                .stats
+                .rejected
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        withdrawn
+    }
+
+    /// Gives back a slot taken by `_enqueue`/`_reserve` but not made into
+    /// a permit.
+    fn _release_slot(&self, py: Python<'_>) {
+        self.shared.release_slot(py)
+    }
+
+    /// No permit is granted for `seconds` from now; extends, never
+    /// shortens, a pause already in force.
+    fn pause(&self, seconds: f64) -> PyResult<()> {
+        let seconds = check_non_negative("seconds", seconds)?;
+        self.shared.budgets.pause(Nanos::from_secs_f64(seconds));
+        Ok(())
+    }
+
+    /// Tightens `budget` ("rpm", "tpm", ...) so that at most `remaining`
+    /// units are available now; with none left, none until `reset` seconds.
+    #[pyo3(signature = (budget, remaining, reset=None))]
+    fn _adopt(&self, budget: &str, remaining: f64, reset: Option<f64>) -> PyResult<()> {
+        let budget = Budget::from_name(budget).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "budget must be one of rps, rpm, rph, rpd, tpm, itpm, otpm, got {budget:?}"
+            ))
+        })?;
+        let reset = reset
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(Nanos::from_secs_f64);
+        self.shared.budgets.adopt(budget, remaining, reset);
+        Ok(())
+    }
+
+    /// Units of `budget` available now; `None` when it is not configured.
+    fn available(&self, budget: &str) -> PyResult<Option<f64>> {
+        let budget = Budget::from_name(budget)
+            .ok_or_else(|| PyValueError::new_err(format!("unknown budget {budget:?}")))?;
+        Ok(self.shared.budgets.available(budget))
+    }
+
+    /// Counters: granted, rejected, waited_seconds, rate_limited, retries,
+    /// in_flight, waiting, paused_for, available (per budget).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let shared = &self.shared;
+        let stats = &shared.budgets.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let out = PyDict::new(py);
+        out.set_item("granted", load(&stats.granted))?;
+        out.set_item("rejected", load(&stats.rejected))?;
+        out.set_item(
+            "waited_seconds",
+            Nanos(load(&stats.waited_ns)).as_secs_f64(),
+        )?;
+        out.set_item("rate_limited", load(&stats.rate_limited))?;
+        out.set_item("retries", load(&stats.retries))?;
+        out.set_item("in_flight", load(&shared.in_flight))?;
+        let waiting = shared.slots.as_ref().map_or(0, |s| s.waiting());
+        out.set_item("waiting", waiting)?;
+        out.set_item("paused_for", shared.budgets.paused_for().as_secs_f64())?;
+        let available = PyDict::new(py);
+        for budget in Budget::ALL {
+            if let Some(units) = shared.budgets.available(budget) {
+                available.set_item(budget.name(), units)?;
+            }
+        }
+        out.set_item("available", available)?;
+        Ok(out)
+    }
+
+    fn _count_rate_limited(&self) {
+        let stats = &self.shared.budgets.stats;
+        stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn _count_retry(&self) {
+        self.shared
+            .budgets
+            .stats
+            .retries
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every budget full again, no pause (counters and slots are kept).
+    fn reset(&self) {
+        self.shared.budgets.reset()
+    }
+
+    #[getter]
+    fn concurrency(&self) -> Option<u64> {
+        self.shared.slots.as_ref().map(|s| s.capacity())
+    }
+
+    fn __repr__(&self) -> String {
+        let shared = &self.shared;
+        let mut parts: Vec<String> = Budget::ALL
+            .iter()
+            .filter_map(|b| shared.limits[*b as usize].map(|v| format!("{}={v:?}", b.name())))
+            .collect();
+        if let Some(c) = self.concurrency() {
+            parts.push(format!("concurrency={c}"));
+        }
+        if let Some(b) = shared.burst {
+            parts.push(format!("burst={b:?}"));
+        }
+        if let Clock::Manual(_) = shared.budgets.clock() {
+            parts.push("clock=ManualClock".to_string());
+        }
+        format!("Limiter({})", parts.join(", "))
+    }
+}
+
+fn check_concurrency(value: &Bound<'_, PyAny>) -> PyResult<u32> {
+    let bad = || {
+        PyValueError::new_err(format!(
+            "concurrency must be an int >= 1, got {}",
+            value
+                .repr()
+                .map_or_else(|_| "?".to_string(), |r| r.to_string())
+        ))
+    };
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(bad());
+    }
+    let n: i64 = value.extract().map_err(|_| bad())?;
+    if n < 1 || n > i64::from(u32::MAX >> 1) {
+        return Err(bad());
+    }
+    Ok(n as u32)
+}
+
+/// A granted request: releases its concurrency slot on exit (or `release()`);
+/// `reconcile(actual_tokens)` settles the token budgets once usage is known.
+#[pyclass(frozen, module = "ratekeeper", name = "Permit")]
+pub struct Permit {
+    shared: Arc<Shared>,
+    grant: Mutex<Grant>,
+    waited: f64,
+    due: Nanos,
+    released: AtomicBool,
+}
+
+impl Permit {
+    /// Releases the slot once; `true` if this call did it.
+    fn release_once(&self, py: Python<'_>) -> bool {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.shared.release_slot(py);
+        true
+    }
+
+    /// Undoes a permit whose waiter gave up before using it.
+    fn cancel(&self, py: Python<'_>) {
+        if self.release_once(py) {
+            self.shared.budgets.cancel(&self.grant.lock());
+        }
+    }
+}
+
+impl Drop for Permit {
+    /// A permit dropped without release still frees its slot.
+    fn drop(&mut self) {
+        if !self.released.load(Ordering::Acquire) && self.shared.slots.is_some() {
+            Python::attach(|py| {
+                self.release_once(py);
+            });
+        }
+    }
+}
+
+#[pymethods]
+impl Permit {
+    /// Gives the concurrency slot back; calling it again does nothing.
+    fn release(&self, py: Python<'_>) {
+        self.release_once(py);
+    }
+
+    /// Charges or refunds the token budgets by the difference between the
+    /// estimate and the actual usage. Amounts not given stay as estimated.
+    #[pyo3(signature = (actual_tokens=None, *, input_tokens=None, output_tokens=None))]
+    fn reconcile(
+        &self,
+        actual_tokens: Option<f64>,
+        input_tokens: Option<f64>,
+        output_tokens: Option<f64>,
+    ) -> PyResult<()> {
+        let mut grant = self.grant.lock();
+        let actual = grant
+            .amounts
+            .reconciled(actual_tokens, input_tokens, output_tokens)
+            .map_err(config_error)?;
+        self.shared.budgets.reconcile(&mut grant, actual);
+        Ok(())
+    }
+
+    /// Tokens charged to tpm (the estimate, or the reconciled usage).
+    #[getter]
+    fn tokens(&self) -> f64 {
+        self.grant.lock().amounts.total
+    }
+
+    #[getter]
+    fn input_tokens(&self) -> f64 {
+        self.grant.lock().amounts.input
+    }
+
+    #[getter]
+    fn output_tokens(&self) -> f64 {
+        self.grant.lock().amounts.output
+    }
+
+    /// Seconds this request waited for its slot and budgets.
+    #[getter]
+    fn waited(&self) -> f64 {
+        self.waited
+    }
+
+    #[getter]
+    fn released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
+    /// The grant time in clock nanoseconds; 0 when granted at once.
+    #[getter]
+    fn _due(&self) -> u64 {
+        self.due.0
+    }
+
+    /// Seconds left until `due` (the `_waiting` protocol); a manual clock
+    /// is advanced instead.
+    fn _until(&self, due: u64) -> f64 {
+        let due = Nanos(due);
+        match self.shared.budgets.clock() {
+            Clock::Manual(manual) => {
+                manual.advance_to(due);
+                0.0
+            }
+            clock => (due - clock.now()).as_secs_f64(),
+        }
+    }
+
+    /// Gives everything back (the `_waiting` protocol, on cancellation).
+    fn _cancel(&self, py: Python<'_>, _n: f64, _due: u64) {
+        self.cancel(py);
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.release_once(py);
+        false
+    }
+
+    fn __aenter__(slf: Bound<'_, Self>) -> Ready {
+        Ready {
+            value: slf.into_any().unbind(),
+        }
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __aexit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> Ready {
+        self.release_once(py);
+        Ready { value: py.None() }
+    }
+
+    fn __repr__(&self) -> String {
+        let grant = self.grant.lock();
+        format!(
+            "Permit(tokens={:?}, waited={:.6}, released={})",
+            grant.amounts.total,
+            self.waited,
+            if self.released() { "True" } else { "False" }
+        )
+    }
+}
+
+/// An awaitable that is already done: `await` returns `value` without a
+/// trip through the event loop (the async context manager's fast path).
+#[pyclass(frozen, module = "ratekeeper._core")]
+pub struct Ready {
+    value: Py<PyAny>,
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
+    }
+}
+
+/// Registers the classes of this file.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Limiter>()?;
+    m.add_class::<Permit>()?;
+    Ok(())
+}
