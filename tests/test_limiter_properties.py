@@ -1,127 +1,172 @@
-"""Property tests for rk.Limiter in virtual time: every budget's bound holds for
-any sequence of acquires, pauses, reconciles and cancellations; grants are FIFO;
-a refused request takes nothing."""
+"""Invariants of the three single limiters, for any sequence of calls (virtual time).
+
+Times are multiples of 1/64 s and windows multiples of 1/4 s, so that float
+seconds and the core's integer nanoseconds agree exactly; grant times are
+compared in integer nanoseconds.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ratekeeper as rk
 
-# Budgets tried together: (name, amount per period, period seconds).
-CONFIGS = [
-    {"rps": 2, "tpm": 600},
-    {"rpm": 30, "tpm": 300, "burst": 3},
-    {"rps": 1, "itpm": 120, "otpm": 60},
-    {"rph": 100, "tpm": 1000},
-    {"rps": 1, "tpm": 120},
-]
-PERIOD = {"rps": 1.0, "rpm": 60.0, "rph": 3600.0, "rpd": 86400.0, "tpm": 60.0}
-PERIOD.update(itpm=60.0, otpm=60.0)
+Limiter = Union[rk.TokenBucket, rk.SlidingWindow, rk.FixedWindow]
+EPSILON = 1e-6
+NS = 1_000_000_000
+TICK = 1 / 64
 
 
-@dataclass
-class Granted:
-    at: float
-    units: dict[str, float]
-    permit: rk.Permit
-    cancelled: bool = False
+@dataclass(frozen=True)
+class Op:
+    """One call: wait ``ticks`` of virtual time, then ask for ``n`` one way or another."""
+
+    ticks: int
+    n: float
+    kind: str  # "try", "acquire", "timeout"
+    timeout_ticks: int
 
 
-operation = st.one_of(
-    st.tuples(st.just("acquire"), st.integers(0, 120), st.integers(0, 60)),
-    st.tuples(st.just("advance"), st.floats(0, 30), st.just(0)),
-    st.tuples(st.just("pause"), st.floats(0, 20), st.just(0)),
-    st.tuples(st.just("refund"), st.integers(0, 50), st.floats(0, 1)),
-    st.tuples(st.just("cancel"), st.integers(0, 50), st.just(0)),
-    st.tuples(st.just("timeout"), st.integers(0, 120), st.floats(0, 5)),
+ops_strategy = st.lists(
+    st.builds(
+        Op,
+        ticks=st.integers(0, 96),
+        n=st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0]),
+        kind=st.sampled_from(["try", "acquire", "timeout"]),
+        timeout_ticks=st.integers(0, 128),
+    ),
+    max_size=60,
 )
+rates = st.sampled_from([0.5, 1.0, 3.0, 10.0, 64.0])
+sizes = st.sampled_from([1.0, 3.0, 5.0, 10.0])
+windows = st.integers(1, 12).map(lambda k: k / 4)
 
 
-def units_of(config: dict[str, float], permit: rk.Permit) -> dict[str, float]:
-    units = {}
-    for name in config:
-        if name.startswith("r"):
-            units[name] = 1.0
-        elif name == "tpm":
-            units[name] = permit.tokens
-        elif name == "itpm":
-            units[name] = permit.input_tokens
-        elif name == "otpm":
-            units[name] = permit.output_tokens
-    return units
+def ns(seconds: float) -> int:
+    return round(seconds * NS)
 
 
-@settings(max_examples=300, deadline=None)
-@given(config=st.sampled_from(CONFIGS), operations=st.lists(operation, max_size=60))
-def test_every_budget_bound_holds_and_grants_are_fifo(
-    config: dict[str, float], operations: list[tuple[str, float, float]]
+def run(
+    limiter: Limiter, clock: rk.ManualClock, ops: list[Op], most: float
+) -> list[tuple[int, float]]:
+    """Plays ``ops`` and returns the grants as (time in ns, units)."""
+    grants: list[tuple[int, float]] = []
+    for op in ops:
+        clock.advance(op.ticks * TICK)
+        n = min(op.n, most)
+        if op.kind == "try":
+            granted = limiter.try_acquire(n)
+        elif op.kind == "acquire":
+            granted = limiter.acquire(n)
+        else:
+            granted = limiter.acquire(n, timeout=op.timeout_ticks * TICK)
+        if granted:
+            grants.append((ns(clock.now()), n))
+    return grants
+
+
+@st.composite
+def limiters(draw: st.DrawFn) -> tuple[Limiter, rk.ManualClock, float]:
+    """Any of the three limiters on a fresh manual clock, with the most it grants at once."""
+    clock = rk.ManualClock(draw(st.integers(0, 64)) * TICK)
+    kind = draw(st.sampled_from(["bucket", "sliding", "fixed"]))
+    size = draw(sizes)
+    limiter: Limiter
+    if kind == "bucket":
+        limiter = rk.TokenBucket(draw(rates), size, clock=clock)
+    elif kind == "sliding":
+        limiter = rk.SlidingWindow(size, draw(windows), clock=clock)
+    else:
+        limiter = rk.FixedWindow(size, draw(windows), clock=clock)
+    return limiter, clock, size
+
+
+@settings(max_examples=150, deadline=None)
+@given(rate=rates, capacity=sizes, ops=ops_strategy)
+def test_token_bucket_never_grants_more_than_capacity_plus_refill(
+    rate: float, capacity: float, ops: list[Op]
 ) -> None:
     clock = rk.ManualClock()
-    limiter = rk.Limiter(clock=clock, **config)  # type: ignore[arg-type]
-    granted: list[Granted] = []
-    for kind, a, b in operations:
-        if kind == "acquire":
-            kwargs = {"tokens": a} if "tpm" in config else {"input_tokens": a, "output_tokens": b}
-            permit = limiter._reserve(timeout=None, **kwargs)  # type: ignore[arg-type]
-            assert permit is not None
-            at = permit._due / 1e9 if permit._due else clock.now()
-            granted.append(Granted(at, {}, permit))
-        elif kind == "advance":
-            clock.advance(a)
-        elif kind == "pause":
-            limiter.pause(a)
-        elif kind == "refund" and granted:
-            permit = granted[int(a) % len(granted)].permit
-            permit.reconcile(permit.tokens * b, input_tokens=permit.input_tokens * b)
-        elif kind == "cancel" and granted:
-            chosen = granted[int(a) % len(granted)]
-            if not chosen.cancelled:
-                chosen.permit._cancel(0, 0)
-                chosen.cancelled = True
-        elif kind == "timeout":
-            before = limiter.stats()["available"]
-            kwargs = {"tokens": a} if "tpm" in config else {"input_tokens": a}
-            try:
-                permit = limiter._reserve(timeout=b, **kwargs)  # type: ignore[arg-type]
-            except rk.RateLimitTimeout:
-                assert limiter.stats()["available"] == before  # all or nothing
-            else:
-                assert permit is not None
-                at = permit._due / 1e9 if permit._due else clock.now()
-                granted.append(Granted(at, {}, permit))
-
-    times = [g.at for g in granted]
-    assert times == sorted(times), "grants must be served in arrival order"
-
-    live = [g for g in granted if not g.cancelled]
-    for g in live:
-        g.units = units_of(config, g.permit)
-    burst = config.get("burst")
-    for name, amount in config.items():
-        if name == "burst":
-            continue
-        rate = amount / PERIOD[name]
-        capacity = burst if burst is not None and name.startswith("r") else amount
-        for i, first in enumerate(live):
-            total = 0.0
-            for last in live[i:]:
-                total += last.units[name]
-                bound = capacity + rate * (last.at - first.at)
-                assert total <= bound + 1e-6, (name, first.at, last.at, total, bound)
+    bucket = rk.TokenBucket(rate, capacity, clock=clock)
+    grants = run(bucket, clock, ops, capacity)
+    times = [t for t, _ in grants]
+    assert times == sorted(times), "grants are served in arrival order"
+    # Every interval between two grants, including from the start (full) at 0.
+    starts = [0, *times]
+    for start in starts:
+        for end in times:
+            if end < start:
+                continue
+            granted = sum(n for t, n in grants if start <= t <= end)
+            bound = capacity + rate * (end - start) / NS
+            assert granted <= bound + EPSILON, (start, end, granted, bound)
 
 
-@settings(max_examples=60, deadline=None)
-@given(sizes=st.lists(st.integers(1, 100), min_size=2, max_size=30))
-def test_a_large_request_is_served_before_later_small_ones(sizes: list[int]) -> None:
+@settings(max_examples=150, deadline=None)
+@given(limit=sizes, window=windows, ops=ops_strategy)
+def test_sliding_window_never_grants_more_than_limit_in_any_window(
+    limit: float, window: float, ops: list[Op]
+) -> None:
     clock = rk.ManualClock()
-    limiter = rk.Limiter(tpm=100, clock=clock)
-    dues = []
-    for size in sizes:
-        permit = limiter._reserve(size, None)
-        assert permit is not None
-        dues.append(permit._due or int(clock.now() * 1e9))
-    assert dues == sorted(dues)
+    grants = run(rk.SlidingWindow(limit, window, clock=clock), clock, ops, limit)
+    # The busiest window can be slid until it starts at a grant.
+    for start, _ in grants:
+        inside = sum(n for t, n in grants if start <= t < start + ns(window))
+        assert inside <= limit + EPSILON, (start, inside)
+
+
+@settings(max_examples=150, deadline=None)
+@given(limit=sizes, window=windows, ops=ops_strategy)
+def test_fixed_window_never_grants_more_than_limit_per_aligned_window(
+    limit: float, window: float, ops: list[Op]
+) -> None:
+    clock = rk.ManualClock()
+    grants = run(rk.FixedWindow(limit, window, clock=clock), clock, ops, limit)
+    per_window: dict[int, float] = {}
+    for t, n in grants:
+        per_window[t // ns(window)] = per_window.get(t // ns(window), 0.0) + n
+    assert all(used <= limit + EPSILON for used in per_window.values()), per_window
+
+
+@settings(max_examples=200, deadline=None)
+@given(setup=limiters(), ops=ops_strategy, n=st.sampled_from([0.5, 1.0, 2.0, 5.0]))
+def test_acquire_grants_exactly_when_wait_time_said(
+    setup: tuple[Limiter, rk.ManualClock, float], ops: list[Op], n: float
+) -> None:
+    limiter, clock, most = setup
+    run(limiter, clock, ops, most)
+    n = min(n, most)
+    wait = limiter.wait_time(n)
+    before = clock.now()
+    assert limiter.acquire(n)
+    assert ns(clock.now() - before) == ns(wait)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    setup=limiters(),
+    ops=ops_strategy,
+    n=st.sampled_from([0.5, 1.0, 2.0, 5.0]),
+    timeout_ticks=st.integers(0, 400),
+)
+def test_acquire_with_timeout_refuses_at_once_taking_nothing_when_the_wait_exceeds_it(
+    setup: tuple[Limiter, rk.ManualClock, float], ops: list[Op], n: float, timeout_ticks: int
+) -> None:
+    limiter, clock, most = setup
+    run(limiter, clock, ops, most)
+    n = min(n, most)
+    timeout = timeout_ticks * TICK
+    wait = limiter.wait_time(n)
+    before = clock.now()
+    granted = limiter.acquire(n, timeout=timeout)
+    if ns(wait) > ns(timeout):
+        assert granted is False
+        assert clock.now() == before
+        assert limiter.wait_time(n) == wait
+    else:
+        assert granted is True
+        assert ns(clock.now() - before) == ns(wait)

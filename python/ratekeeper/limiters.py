@@ -1,85 +1,72 @@
-"""The limiters of SPEC section 2: Rust classes plus their async methods.
+"""The limiters of SPEC section 2: the Rust classes, plus their async methods.
 
-Each class subclasses its Rust twin in ``ratekeeper._core``: the sync hot
-paths (``try_acquire``, ``acquire``, ``wait_time``) are the Rust methods
-themselves, with no Python frame in between; this module adds only what must
-run on an event loop.
+The public classes are the compiled classes of ``ratekeeper._core``
+themselves, not Python subclasses: CPython's fast call path for a builtin
+method needs the instance's exact type, and a subclass costs every
+``try_acquire`` ~7 ns more (measured, ``bench/bench_core.py``). What must run
+on an event loop (``acquire_async``, ``async with``) is written here in
+Python and attached to the Rust classes once, at import.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 from . import _core
 from ._waiting import sleep_until_due
 
-__all__ = ["TokenBucket"]
+__all__ = ["FixedWindow", "SlidingWindow", "TokenBucket"]
 
 
-class TokenBucket(_core.TokenBucket):
-    """A token bucket: starts full, refills at ``rate`` units/s up to ``capacity``.
+class _Reserving(Protocol):
+    def _reserve(self, n: float = 1.0, timeout: Optional[float] = None) -> int: ...
+    def _until(self, due: int) -> float: ...
+    def _cancel(self, n: float, due: int) -> None: ...
 
-    >>> bucket = TokenBucket.per_minute(60, burst=10); bucket.try_acquire()
-    True
+
+async def acquire_async(self: _Reserving, n: float = 1, timeout: Optional[float] = None) -> bool:
+    """Waits on the running loop until ``n`` units are granted; ``False`` if over ``timeout``.
+
+    >>> # await bucket.acquire_async(); await bucket.acquire_async(5, timeout=1.0)
     """
-
-    __slots__ = ()
-
-    @classmethod
-    def per_second(
-        cls, n: float, burst: Optional[float] = None, *, clock: Optional[_core.ManualClock] = None
-    ) -> TokenBucket:
-        """``n`` units per second, holding ``burst`` (default ``n``).
-
-        >>> TokenBucket.per_second(5).rate
-        5.0
-        """
-        return cls(n, n if burst is None else burst, clock=clock)
-
-    @classmethod
-    def per_minute(
-        cls, n: float, burst: Optional[float] = None, *, clock: Optional[_core.ManualClock] = None
-    ) -> TokenBucket:
-        """``n`` units per minute, holding ``burst`` (default ``n``).
-
-        >>> TokenBucket.per_minute(60).rate
-        1.0
-        """
-        return cls(n / 60.0, n if burst is None else burst, clock=clock)
-
-    @classmethod
-    def per_hour(
-        cls, n: float, burst: Optional[float] = None, *, clock: Optional[_core.ManualClock] = None
-    ) -> TokenBucket:
-        """``n`` units per hour, holding ``burst`` (default ``n``).
-
-        >>> TokenBucket.per_hour(3600).rate
-        1.0
-        """
-        return cls(n / 3600.0, n if burst is None else burst, clock=clock)
-
-    async def acquire_async(self, n: float = 1, timeout: Optional[float] = None) -> bool:
-        """Waits on the running loop until ``n`` units are granted.
-
-        >>> # await bucket.acquire_async(); await bucket.acquire_async(5, timeout=1.0)
-        """
-        due = self._reserve(n, timeout)
-        if due == 0:
-            return True
-        if due < 0:
-            return False
-        await sleep_until_due(self, n, due)
+    # Decided and reserved in Rust, synchronously; only a real wait sleeps.
+    due = self._reserve(n, timeout)
+    if due == 0:
         return True
+    if due < 0:
+        return False
+    await sleep_until_due(self, n, due)
+    return True
 
-    async def __aenter__(self) -> TokenBucket:
-        await self.acquire_async()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        return None
+async def _aenter(self: Any) -> Any:
+    await self.acquire_async()
+    return self
+
+
+async def _aexit(
+    self: Any,
+    exc_type: Optional[type[BaseException]],
+    exc: Optional[BaseException],
+    tb: Optional[TracebackType],
+) -> None:
+    return None
+
+
+def attach_async_methods(cls: type) -> None:
+    """Gives a Rust limiter class ``acquire_async`` and ``async with`` (done once, at import).
+
+    >>> attach_async_methods(_core.TokenBucket)
+    """
+    cls.acquire_async = acquire_async  # type: ignore[attr-defined]
+    cls.__aenter__ = _aenter  # type: ignore[attr-defined]
+    cls.__aexit__ = _aexit  # type: ignore[attr-defined]
+
+
+for _limiter in (_core.TokenBucket, _core.SlidingWindow, _core.FixedWindow):
+    attach_async_methods(_limiter)
+
+TokenBucket = _core.TokenBucket
+SlidingWindow = _core.SlidingWindow
+FixedWindow = _core.FixedWindow

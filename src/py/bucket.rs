@@ -3,6 +3,7 @@
 use crate::core::gcra;
 use crate::core::Limit;
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 
 use super::clock::clock_from;
 use super::errors::{check_positive, config_error};
@@ -10,11 +11,27 @@ use super::protocol;
 
 /// A token bucket: starts full, refills at `rate` units/s up to `capacity`.
 ///
-/// The Python class `ratekeeper.TokenBucket` subclasses this one and adds the
-/// async methods.
-#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "TokenBucket")]
+/// >>> bucket = TokenBucket.per_minute(60, burst=10); bucket.try_acquire()
+/// True
+///
+/// `acquire_async` and `async with` are attached from Python
+/// (`ratekeeper/limiters.py`): they sleep on the caller's event loop.
+#[pyclass(frozen, module = "ratekeeper", name = "TokenBucket")]
 pub struct TokenBucket {
     inner: gcra::TokenBucket,
+}
+
+impl TokenBucket {
+    fn per_period(
+        n: f64,
+        period: f64,
+        burst: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        check_positive("n", n)?;
+        let capacity = check_positive("burst", burst.unwrap_or(n))?;
+        Self::new(n / period, capacity, clock)
+    }
 }
 
 #[pymethods]
@@ -25,6 +42,42 @@ impl TokenBucket {
         let clock = clock_from(clock)?;
         let inner = gcra::TokenBucket::new(rate, capacity, clock).map_err(config_error)?;
         Ok(TokenBucket { inner })
+    }
+
+    /// `n` units per second, holding `burst` (default `n`).
+    #[classmethod]
+    #[pyo3(signature = (n, burst=None, *, clock=None))]
+    fn per_second(
+        _cls: &Bound<'_, PyType>,
+        n: f64,
+        burst: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Self::per_period(n, 1.0, burst, clock)
+    }
+
+    /// `n` units per minute, holding `burst` (default `n`).
+    #[classmethod]
+    #[pyo3(signature = (n, burst=None, *, clock=None))]
+    fn per_minute(
+        _cls: &Bound<'_, PyType>,
+        n: f64,
+        burst: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Self::per_period(n, 60.0, burst, clock)
+    }
+
+    /// `n` units per hour, holding `burst` (default `n`).
+    #[classmethod]
+    #[pyo3(signature = (n, burst=None, *, clock=None))]
+    fn per_hour(
+        _cls: &Bound<'_, PyType>,
+        n: f64,
+        burst: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Self::per_period(n, 3600.0, burst, clock)
     }
 
     /// Takes `n` units now if they are available; never waits.

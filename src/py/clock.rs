@@ -48,7 +48,7 @@ impl ManualClock {
     }
 
     fn __repr__(&self) -> String {
-        format!("ManualClock(now={})", self.now())
+        format!("ManualClock(now={:?})", self.now())
     }
 }
 

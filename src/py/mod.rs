@@ -4,16 +4,24 @@
 
 use pyo3::prelude::*;
 
+mod baseline;
 mod bucket;
 mod clock;
 mod errors;
 mod limiter;
 mod protocol;
+mod window;
 
 /// Adds every class to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<baseline::Baseline>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
+<<<<<<< HEAD
     limiter::register(m)?;
+=======
+    m.add_class::<window::SlidingWindow>()?;
+    m.add_class::<window::FixedWindow>()?;
+>>>>>>> main
     Ok(())
 }

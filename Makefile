@@ -1,0 +1,27 @@
+# One place for the project's routines; .ci/run calls the same targets.
+#   make demo    the main job, on the built-in mock provider
+#   make test    the whole test suite (installs what it needs first)
+#   make lint    rustfmt, clippy, ruff, mypy --strict, stubtest
+#   make bench   every benchmark, ratekeeper beside its peers
+SHELL := /bin/bash
+VENV ?= .venv
+export VENV
+
+.PHONY: install test lint demo bench ci
+
+install:
+	bash .ci/install.sh
+
+test: install
+	bash .ci/test.sh
+
+lint: install
+	bash .ci/lint.sh
+
+demo: install
+	$(VENV)/bin/ratekeeper demo
+
+bench: install
+	$(VENV)/bin/python bench/run_all.py
+
+ci: lint test

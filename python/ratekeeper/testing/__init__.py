@@ -1,0 +1,1 @@
+"""Test helpers for code that uses ratekeeper (the pytest plugin lives in ``plugin``)."""

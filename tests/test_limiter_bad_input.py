@@ -1,0 +1,172 @@
+"""Bad input to the three limiters: a clear error naming the argument, at once.
+
+Every check runs against a drained limiter whose next unit is an hour away,
+so that an argument checked after the wait instead of before would hang
+(and fail the one-second budget) rather than pass.
+
+pyo3 names the argument of a failed type conversion in the exception's notes
+("while processing 'rate'"), so the name is looked for in message and notes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any, Callable
+
+import pytest
+
+import ratekeeper as rk
+
+NOT_POSITIVE = [math.nan, math.inf, -math.inf, 0.0, -1.0]
+WRONG_TYPES = ["1", None, [1]]
+
+
+def full_text(error: BaseException) -> str:
+    return " ".join([str(error), *getattr(error, "__notes__", [])])
+
+
+def assert_refused(call: Callable[[], Any], error: type[Exception], argument: str) -> None:
+    began = time.monotonic()
+    with pytest.raises(error) as caught:
+        call()
+    assert time.monotonic() - began < 1.0
+    # "n must ...", "n=2.5 is more ...", or pyo3's note "while processing 'n'".
+    pattern = rf"(^|\W){re.escape(argument)}( must|=|')"
+    assert re.search(pattern, full_text(caught.value)), full_text(caught.value)
+
+
+def drained(kind: str) -> Any:
+    """A limiter of ``kind`` whose next unit is an hour away."""
+    limiter: Any = {
+        "TokenBucket": lambda: rk.TokenBucket(1 / 3600, 2),
+        "SlidingWindow": lambda: rk.SlidingWindow(2, 3600.0),
+        "FixedWindow": lambda: rk.FixedWindow(2, 3600.0),
+    }[kind]()
+    assert limiter.try_acquire(2)
+    return limiter
+
+
+KINDS = ["TokenBucket", "SlidingWindow", "FixedWindow"]
+CONSTRUCTORS: list[tuple[Callable[..., Any], tuple[str, str]]] = [
+    (rk.TokenBucket, ("rate", "capacity")),
+    (rk.SlidingWindow, ("limit", "window")),
+    (rk.FixedWindow, ("limit", "window")),
+]
+
+
+@pytest.mark.parametrize(("cls", "names"), CONSTRUCTORS)
+@pytest.mark.parametrize("bad", NOT_POSITIVE)
+def test_constructors_refuse_non_positive_or_non_finite_values(
+    cls: Callable[..., Any], names: tuple[str, str], bad: float
+) -> None:
+    assert_refused(lambda: cls(bad, 1.0), ValueError, names[0])
+    assert_refused(lambda: cls(1.0, bad), ValueError, names[1])
+
+
+@pytest.mark.parametrize(("cls", "names"), CONSTRUCTORS)
+@pytest.mark.parametrize("bad", WRONG_TYPES)
+def test_constructors_refuse_wrong_types(
+    cls: Callable[..., Any], names: tuple[str, str], bad: object
+) -> None:
+    assert_refused(lambda: cls(bad, 1.0), TypeError, names[0])
+    assert_refused(lambda: cls(1.0, bad), TypeError, names[1])
+
+
+@pytest.mark.parametrize(("cls", "names"), CONSTRUCTORS)
+@pytest.mark.parametrize("bad", [3, "monotonic", object(), time.monotonic])
+def test_a_clock_of_the_wrong_type_is_a_type_error(
+    cls: Callable[..., Any], names: tuple[str, str], bad: object
+) -> None:
+    assert_refused(lambda: cls(1.0, 1.0, clock=bad), TypeError, "clock")
+
+
+@pytest.mark.parametrize(("cls", "names"), CONSTRUCTORS)
+def test_absurdly_long_windows_and_refills_are_refused(
+    cls: Callable[..., Any], names: tuple[str, str]
+) -> None:
+    if cls is rk.TokenBucket:
+        assert_refused(lambda: cls(1e-12, 1e12), ValueError, "capacity/rate")
+    else:
+        assert_refused(lambda: cls(1.0, 1e12), ValueError, "window")
+        assert_refused(lambda: cls(1.0, 1e-12), ValueError, "window")
+
+
+def waiting_methods(limiter: Any) -> list[Callable[..., Any]]:
+    return [limiter.try_acquire, limiter.acquire, limiter.wait_time, limiter._reserve]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", NOT_POSITIVE)
+def test_every_method_refuses_a_non_positive_amount(kind: str, bad: float) -> None:
+    limiter = drained(kind)
+    for method in waiting_methods(limiter):
+        assert_refused(lambda method=method: method(bad), ValueError, "n")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", WRONG_TYPES)
+def test_every_method_refuses_an_amount_of_the_wrong_type(kind: str, bad: object) -> None:
+    limiter = drained(kind)
+    for method in waiting_methods(limiter):
+        assert_refused(lambda method=method: method(bad), TypeError, "n")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_more_than_the_limiter_can_ever_hold_is_refused_at_once(kind: str) -> None:
+    limiter = drained(kind)
+    for method in waiting_methods(limiter):
+        assert_refused(lambda method=method: method(2.5), ValueError, "n")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.0])
+def test_acquire_refuses_a_bad_timeout(kind: str, bad: float) -> None:
+    limiter = drained(kind)
+    assert_refused(lambda: limiter.acquire(1, timeout=bad), ValueError, "timeout")
+    assert_refused(lambda: limiter._reserve(1, timeout=bad), ValueError, "timeout")
+    assert_refused(lambda: limiter.acquire(1, timeout="1"), TypeError, "timeout")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", [*NOT_POSITIVE, 2.5])
+async def test_acquire_async_refuses_bad_amounts_at_once(kind: str, bad: float) -> None:
+    limiter = drained(kind)
+    began = time.monotonic()
+    with pytest.raises(ValueError, match=r"^n( must|=)"):
+        await limiter.acquire_async(bad)
+    with pytest.raises(ValueError, match=r"^timeout must"):
+        await limiter.acquire_async(1, timeout=-1.0)
+    with pytest.raises(TypeError):
+        await limiter.acquire_async("1")
+    assert time.monotonic() - began < 1.0
+
+
+@pytest.mark.parametrize("bad", [*NOT_POSITIVE, *WRONG_TYPES])
+def test_refund_refuses_bad_amounts(bad: object) -> None:
+    bucket = drained("TokenBucket")
+    error = TypeError if isinstance(bad, (str, list, type(None))) else ValueError
+    assert_refused(lambda: bucket.refund(bad), error, "n")
+    assert bucket.available == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "factory", [rk.TokenBucket.per_second, rk.TokenBucket.per_minute, rk.TokenBucket.per_hour]
+)
+@pytest.mark.parametrize("bad", [*NOT_POSITIVE, *WRONG_TYPES])
+def test_per_period_constructors_name_n_and_burst(factory: Callable[..., Any], bad: object) -> None:
+    error = TypeError if isinstance(bad, (str, list, type(None))) else ValueError
+    assert_refused(lambda: factory(bad), error, "n")
+    if bad is not None:  # burst=None means "default"
+        assert_refused(lambda: factory(10, burst=bad), error, "burst")
+
+
+def test_nothing_was_taken_by_refused_calls() -> None:
+    limiter = rk.SlidingWindow(2, 1.0, clock=rk.ManualClock())
+    for bad in NOT_POSITIVE:
+        with pytest.raises(ValueError):
+            limiter.try_acquire(bad)
+    with pytest.raises(ValueError):
+        limiter.acquire(3)
+    assert limiter.try_acquire(2)
