@@ -8,31 +8,21 @@ from __future__ import annotations
 
 from ._core import ManualClock
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
-<<<<<<< HEAD
 from .headers import ServerLimits, read_limits, retry_after
 from .limiter import Limiter, Permit
-from .limiters import TokenBucket
-
-__all__ = [
-    "CircuitOpenError",
-    "Limiter",
-=======
 from .limiters import FixedWindow, SlidingWindow, TokenBucket
 
 __all__ = [
     "CircuitOpenError",
     "FixedWindow",
->>>>>>> main
+    "Limiter",
     "ManualClock",
     "Permit",
     "RateLimitError",
     "RateLimitTimeout",
     "RetryError",
-<<<<<<< HEAD
     "ServerLimits",
-=======
     "SlidingWindow",
->>>>>>> main
     "TokenBucket",
     "read_limits",
     "retry_after",

@@ -6,12 +6,9 @@
 pub mod clock;
 pub mod gcra;
 pub mod limit;
-<<<<<<< HEAD
 pub mod limiter;
 pub mod semaphore;
-=======
 pub mod window;
->>>>>>> main
 
 pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};

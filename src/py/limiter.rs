@@ -164,9 +164,9 @@ fn amounts(
 /// Request budgets (rps, rpm, rph, rpd), token budgets (tpm, or itpm and
 /// otpm apart) and a concurrency cap, granted together or not at all.
 ///
-/// The Python class `ratekeeper.Limiter` subclasses this one and adds the
-/// async methods.
-#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "Limiter")]
+/// `ratekeeper.Limiter` is this class itself; `ratekeeper.limiter` attaches
+/// the async methods and `update_from_headers` at import.
+#[pyclass(frozen, module = "ratekeeper", name = "Limiter")]
 pub struct Limiter {
     shared: Arc<Shared>,
 }
@@ -602,7 +602,7 @@ impl Permit {
 
 /// An awaitable that is already done: `await` returns `value` without a
 /// trip through the event loop (the async context manager's fast path).
-#[pyclass(frozen, module = "ratekeeper._core")]
+#[pyclass(frozen, module = "ratekeeper._core", name = "_Ready")]
 pub struct Ready {
     value: Py<PyAny>,
 }

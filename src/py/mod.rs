@@ -17,11 +17,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<baseline::Baseline>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
-<<<<<<< HEAD
     limiter::register(m)?;
-=======
     m.add_class::<window::SlidingWindow>()?;
     m.add_class::<window::FixedWindow>()?;
->>>>>>> main
     Ok(())
 }
