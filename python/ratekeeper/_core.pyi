@@ -120,6 +120,7 @@ class FixedWindow:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None: ...
+
 @final
 class Limiter:
     """Request, token and concurrency budgets granted together, in arrival order."""
