@@ -131,6 +131,18 @@ def update_from_headers(self: _core.Limiter, headers: Any) -> None:
         self.pause(limits.retry_after)
 
 
+async def _permit_aenter(self: _core.Permit) -> _core.Permit:
+    return self
+
+
+async def _permit_aexit(self: _core.Permit, *_exc_info: object) -> None:
+    self.release()
+
+
+# A Python coroutine is the cheapest awaitable here: an already-done awaitable
+# written in Rust must raise StopIteration, which costs more than the frame.
+_core.Permit.__aenter__ = _permit_aenter  # type: ignore[method-assign]
+_core.Permit.__aexit__ = _permit_aexit  # type: ignore[method-assign]
 _core.Limiter.acquire_async = acquire_async  # type: ignore[method-assign]
 _core.Limiter.update_from_headers = update_from_headers  # type: ignore[method-assign]
 

@@ -12,7 +12,7 @@ use crate::core::limiter::{Amounts, Budget, Budgets, Grant, BUDGETS};
 use crate::core::semaphore::{Enqueued, Semaphore};
 use crate::core::{Clock, Nanos};
 use parking_lot::{Condvar, Mutex};
-use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -577,18 +577,6 @@ impl Permit {
         false
     }
 
-    fn __aenter__(slf: Bound<'_, Self>) -> Ready {
-        Ready {
-            value: slf.into_any().unbind(),
-        }
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __aexit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> Ready {
-        self.release_once(py);
-        Ready { value: py.None() }
-    }
-
     fn __repr__(&self) -> String {
         let grant = self.grant.lock();
         format!(
@@ -597,28 +585,6 @@ impl Permit {
             self.waited,
             if self.released() { "True" } else { "False" }
         )
-    }
-}
-
-/// An awaitable that is already done: `await` returns `value` without a
-/// trip through the event loop (the async context manager's fast path).
-#[pyclass(frozen, module = "ratekeeper._core", name = "_Ready")]
-pub struct Ready {
-    value: Py<PyAny>,
-}
-
-#[pymethods]
-impl Ready {
-    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
     }
 }
 
