@@ -6,24 +6,37 @@ True
 
 from __future__ import annotations
 
-from ._core import ManualClock
+from ._core import Backoff, ManualClock, RateTracker
+from .breaker import CircuitBreaker
+from .classify import is_rate_limited, is_retryable
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .headers import ServerLimits, read_limits, retry_after
+from .keyed import KeyedLimiter
 from .limiter import Limiter, Permit
 from .limiters import FixedWindow, SlidingWindow, TokenBucket
+from .retry import Retry, RetryDecision, retry
 
 __all__ = [
+    "Backoff",
+    "CircuitBreaker",
     "CircuitOpenError",
     "FixedWindow",
+    "KeyedLimiter",
     "Limiter",
     "ManualClock",
     "Permit",
     "RateLimitError",
     "RateLimitTimeout",
+    "RateTracker",
+    "Retry",
+    "RetryDecision",
     "RetryError",
     "ServerLimits",
     "SlidingWindow",
     "TokenBucket",
+    "is_rate_limited",
+    "is_retryable",
     "read_limits",
+    "retry",
     "retry_after",
 ]

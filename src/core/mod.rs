@@ -12,3 +12,7 @@ pub mod window;
 
 pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};
+pub mod backoff;
+pub mod breaker;
+pub mod keyed;
+pub mod tracker;

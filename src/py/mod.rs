@@ -4,12 +4,18 @@
 
 use pyo3::prelude::*;
 
+mod backoff;
 mod baseline;
+mod breaker;
+mod breaker_function;
 mod bucket;
 mod clock;
 mod errors;
+mod keyed;
 mod limiter;
 mod protocol;
+mod text;
+mod tracker;
 mod window;
 
 /// Adds every class to `ratekeeper._core`.
@@ -20,5 +26,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     limiter::register(m)?;
     m.add_class::<window::SlidingWindow>()?;
     m.add_class::<window::FixedWindow>()?;
+    m.add_class::<breaker::CircuitBreaker>()?;
+    m.add_class::<breaker_function::BreakerFunction>()?;
+    m.add_class::<backoff::Backoff>()?;
+    m.add_class::<keyed::KeyedLimiter>()?;
+    m.add_class::<tracker::RateTracker>()?;
     Ok(())
 }

@@ -1,0 +1,118 @@
+"""The circuit breaker of SPEC section 4: the Rust state machine plus its async call.
+
+``CircuitBreaker`` subclasses its Rust twin in ``ratekeeper._core``: the state
+machine, ``call`` and the decorated sync function run in Rust with no Python
+frame in between; this module adds the decorator's choice between sync and
+async, ``call_async``, and ``copy``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Union, cast, overload
+
+from . import _core
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
+
+__all__ = ["CircuitBreaker", "FailureOn"]
+
+FailureOn = Union[
+    type[BaseException],
+    tuple[type[BaseException], ...],
+    Callable[[BaseException], bool],
+]
+"""What ``failure_on=`` accepts: an exception type, a tuple of them, or a predicate."""
+
+
+class CircuitBreaker(_core.CircuitBreaker):
+    """Stops calling a failing service, then probes it again after ``reset_timeout``.
+
+    >>> breaker = CircuitBreaker(failure_threshold=3, reset_timeout=30.0); breaker.state
+    'closed'
+
+    Use it as a decorator on sync or async functions (``@breaker``), or call
+    through it (``breaker.call(fn, *args)``, ``await breaker.call_async(fn, *args)``).
+    A refused call raises ``rk.CircuitOpenError`` without running. Exceptions
+    that match ``failure_on`` (default: every ``Exception``) count as failures;
+    others pass through and count as successes. ``KeyboardInterrupt``,
+    ``SystemExit`` and ``asyncio.CancelledError`` count as neither: they pass
+    through and give back the half-open probe slot the call held.
+    """
+
+    __slots__ = ()
+
+    @overload
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorates ``func`` so that every call goes through this breaker.
+
+        >>> @CircuitBreaker()
+        ... def fetch() -> int: return 1
+        """
+        if inspect.iscoroutinefunction(func):
+            return self._wrap_async(func)
+        wrapper = self._wrap(func)
+        functools.update_wrapper(wrapper, func)
+        return cast("Callable[P, Any]", wrapper)
+
+    def _wrap_async(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        breaker = self
+
+        # The body of call_async, inlined: one coroutine per call, not two.
+        @functools.wraps(func)
+        async def through_breaker(*args: P.args, **kwargs: P.kwargs) -> R:
+            permit = breaker._enter()
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                breaker._settle(permit, exc)
+                raise
+            breaker._success(permit)
+            return result
+
+        through_breaker.breaker = breaker  # type: ignore[attr-defined]
+        return through_breaker
+
+    async def call_async(
+        self, func: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Awaits ``func(*args, **kwargs)`` through the breaker.
+
+        >>> # result = await breaker.call_async(client.chat.completions.create, **request)
+        """
+        permit = self._enter()
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            self._settle(permit, exc)
+            raise
+        self._success(permit)
+        return result
+
+    def copy(self) -> CircuitBreaker:
+        """A new, closed breaker with the same settings (and clock) as this one.
+
+        >>> CircuitBreaker(3).copy().failure_threshold
+        3
+        """
+        return type(self)(
+            self.failure_threshold,
+            self.reset_timeout,
+            half_open_max_calls=self.half_open_max_calls,
+            success_threshold=self.success_threshold,
+            failure_on=self.failure_on,
+            clock=self.clock,
+        )

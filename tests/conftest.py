@@ -1,0 +1,15 @@
+"""Shared fixtures for the test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from http_server import ScriptedServer
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[ScriptedServer]:
+    """A ScriptedServer on 127.0.0.1 (ephemeral port), stopped after the test."""
+    with ScriptedServer() as server:
+        yield server
