@@ -191,3 +191,28 @@ async def test_async_timeout_on_budgets_is_decided_at_once() -> None:
         await limiter.acquire_async(tokens=50, timeout=10)
     assert clock.now() == 0.0
     assert limiter.available("tpm") == pytest.approx(0.0, abs=1e-6)
+
+
+async def test_a_waiter_cancelled_after_the_hand_off_passes_the_slot_on() -> None:
+    limiter = rk.Limiter(concurrency=1)
+    held = limiter.acquire()
+    task = asyncio.create_task(limiter.acquire_async())
+    await asyncio.sleep(0.01)
+    held.release()  # hands the slot to the task and schedules its wake-up
+    task.cancel()  # ...but the task is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (await limiter.acquire_async(timeout=0)).release()
+    assert limiter.stats()["in_flight"] == 0
+
+
+async def test_slot_waits_count_in_waited() -> None:
+    limiter = rk.Limiter(concurrency=1)
+    held = limiter.acquire()
+    task = asyncio.create_task(limiter.acquire_async())
+    await asyncio.sleep(0.05)
+    held.release()
+    permit = await task
+    assert permit.waited >= 0.04
+    assert limiter.stats()["waited_seconds"] >= 0.04
+    permit.release()

@@ -38,6 +38,7 @@ operation = st.one_of(
     st.tuples(st.just("refund"), st.integers(0, 50), st.floats(0, 1)),
     st.tuples(st.just("cancel"), st.integers(0, 50), st.just(0)),
     st.tuples(st.just("timeout"), st.integers(0, 120), st.floats(0, 5)),
+    st.tuples(st.just("adopt"), st.integers(0, 6), st.floats(0, 100)),
 )
 
 
@@ -82,6 +83,9 @@ def test_every_budget_bound_holds_and_grants_are_fifo(
             if not chosen.cancelled:
                 chosen.permit._cancel(0, 0)
                 chosen.cancelled = True
+        elif kind == "adopt":
+            names = [name for name in config if name != "burst"]
+            limiter._adopt(names[int(a) % len(names)], b, 1.0)
         elif kind == "timeout":
             before = limiter.stats()["available"]
             kwargs = {"tokens": a} if "tpm" in config else {"input_tokens": a}

@@ -126,6 +126,13 @@ impl Shared {
         match self.budgets.reserve(amounts, left) {
             Ok(grant) => {
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
+                if slot_waited > 0.0 {
+                    let waited = Nanos::from_secs_f64(slot_waited).0;
+                    self.budgets
+                        .stats
+                        .waited_ns
+                        .fetch_add(waited, Ordering::Relaxed);
+                }
                 Ok(Permit {
                     shared: self.clone(),
                     waited: grant.waited.as_secs_f64() + slot_waited,
@@ -162,7 +169,16 @@ fn amounts(
 }
 
 /// Request budgets (rps, rpm, rph, rpd), token budgets (tpm, or itpm and
-/// otpm apart) and a concurrency cap, granted together or not at all.
+/// otpm apart) and a concurrency cap, granted together or not at all, in
+/// arrival order. Each budget holds one period's worth (`burst` sets the
+/// request budgets' capacity instead).
+///
+/// >>> limiter = Limiter(rpm=500, tpm=200_000, concurrency=16)
+/// >>> with limiter.acquire(tokens=1200) as permit: permit.reconcile(900)
+///
+/// With a `timeout`, the wait for a concurrency slot is real time (another
+/// request must finish) and counts against it; the budgets are then decided
+/// at once against what is left of it.
 ///
 /// `ratekeeper.Limiter` is this class itself; `ratekeeper.limiter` attaches
 /// the async methods and `update_from_headers` at import.
@@ -452,6 +468,8 @@ fn check_concurrency(value: &Bound<'_, PyAny>) -> PyResult<u32> {
 
 /// A granted request: releases its concurrency slot on exit (or `release()`);
 /// `reconcile(actual_tokens)` settles the token budgets once usage is known.
+///
+/// >>> with limiter.acquire(tokens=1000) as permit: permit.reconcile(640)
 #[pyclass(frozen, module = "ratekeeper", name = "Permit")]
 pub struct Permit {
     shared: Arc<Shared>,
