@@ -139,6 +139,7 @@ async def test_a_cancelled_budget_waiter_gives_its_budget_and_slot_back() -> Non
     with pytest.raises(asyncio.CancelledError):
         await task
     assert limiter.available("tpm") == pytest.approx(before, abs=5)
+    assert (limiter.stats()["granted"], limiter.stats()["cancelled"]) == (1, 1)
     assert limiter.stats()["in_flight"] == 1  # only the first
     first.release()
     assert limiter.stats()["in_flight"] == 0

@@ -376,8 +376,9 @@ impl Limiter {
         Ok(self.shared.budgets.available(budget))
     }
 
-    /// Counters: granted, rejected, waited_seconds, rate_limited, retries,
-    /// in_flight, waiting, paused_for, available (per budget).
+    /// Counters: granted, rejected (timed out), cancelled, waited_seconds,
+    /// rate_limited (429s seen), retries, in_flight (permits not released),
+    /// waiting (for a slot), paused_for (seconds), available (per budget).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let shared = &self.shared;
         let stats = &shared.budgets.stats;
@@ -385,6 +386,7 @@ impl Limiter {
         let out = PyDict::new(py);
         out.set_item("granted", load(&stats.granted))?;
         out.set_item("rejected", load(&stats.rejected))?;
+        out.set_item("cancelled", load(&stats.cancelled))?;
         out.set_item(
             "waited_seconds",
             Nanos(load(&stats.waited_ns)).as_secs_f64(),
