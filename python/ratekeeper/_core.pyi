@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Generic, Literal, Optional, TypeVar, Union, final
+from typing import Any, Callable, Generic, Literal, Optional, TypeVar, Union, final
 
 from typing_extensions import ParamSpec, Self, disjoint_base
 
@@ -275,6 +275,7 @@ class RateTracker:
     @property
     def slots(self) -> int: ...
 
+@final
 class Limiter:
     """Request, token and concurrency budgets granted together, in arrival order."""
 
@@ -321,6 +322,15 @@ class Limiter:
     def reset(self) -> None: ...
     @property
     def concurrency(self) -> Optional[int]: ...
+    async def acquire_async(
+        self,
+        tokens: float = 0,
+        timeout: Optional[float] = None,
+        *,
+        input_tokens: Optional[float] = None,
+        output_tokens: Optional[float] = None,
+    ) -> Permit: ...
+    def update_from_headers(self, headers: Any) -> None: ...
 
 @final
 class Permit:
@@ -350,5 +360,5 @@ class Permit:
     def _cancel(self, _n: float, _due: int) -> None: ...
     def __enter__(self) -> Permit: ...
     def __exit__(self, *_args: object) -> bool: ...
-    def __aenter__(self) -> Awaitable[Permit]: ...
-    def __aexit__(self, *_args: object) -> Awaitable[None]: ...
+    async def __aenter__(self) -> Permit: ...
+    async def __aexit__(self, *_args: object) -> None: ...

@@ -95,7 +95,11 @@ def from_usage(usage: Any) -> Optional[Tokens]:
     """
     if usage is None:
         return None
-    get = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
+    def get(name: str) -> Any:
+        if isinstance(usage, dict):
+            return usage.get(name)
+        return getattr(usage, name, None)
+
     prompt = get("prompt_tokens")
     if prompt is not None:
         total = _int(get("total_tokens"))

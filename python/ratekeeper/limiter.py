@@ -1,8 +1,10 @@
 """The LLM-shaped façade of SPEC section 7: ``Limiter`` and its ``Permit``.
 
-``Limiter`` subclasses its Rust twin: ``acquire`` (blocking, GIL released),
-``pause``, ``stats`` and the permits are Rust; this module adds only what
-runs on an event loop (``acquire_async``) and reading the server's headers.
+``Limiter`` and ``Permit`` are the compiled classes themselves (an exact
+builtin type keeps CPython's fast call path): ``acquire`` (blocking, GIL
+released), ``pause``, ``stats`` and the permits are Rust. This module attaches,
+once at import, only what runs on an event loop (``acquire_async``) and the
+reading of the server's headers (``update_from_headers``).
 
 How tokens map to budgets: ``tokens`` is the request's total and feeds
 ``tpm``. ``input_tokens`` feeds ``itpm`` and ``output_tokens`` feeds
@@ -18,9 +20,9 @@ import functools
 from typing import Any, Optional
 
 from . import _core
-from ._core import Permit
 from ._waiting import sleep_until_due
 from .errors import RateLimitTimeout
+from .headers import read_limits
 
 __all__ = ["Limiter", "Permit"]
 
@@ -30,106 +32,119 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class Limiter(_core.Limiter):
-    """Request, token and concurrency budgets granted together, in arrival order.
+async def acquire_async(
+    self: _core.Limiter,
+    tokens: float = 0,
+    timeout: Optional[float] = None,
+    *,
+    input_tokens: Optional[float] = None,
+    output_tokens: Optional[float] = None,
+) -> _core.Permit:
+    """Waits on the running loop for a slot and every budget; never blocks the loop.
 
-    >>> limiter = Limiter(rpm=500, tpm=200_000, concurrency=16)
-    >>> with limiter.acquire(tokens=1200) as permit: permit.reconcile(900)
+    Raises ``RateLimitTimeout`` (holding nothing) when the grant would come
+    later than ``timeout`` seconds. A cancelled wait gives back its slot and
+    budgets.
+
+    >>> # async with await limiter.acquire_async(tokens=1200) as permit: ...
     """
+    # The decision and the reservation are made in Rust, synchronously; only
+    # a busy concurrency cap or a real wait for budget goes further.
+    permit = self._reserve(tokens, timeout, input_tokens, output_tokens)
+    if permit is None:
+        permit = await _acquire_slot_then_reserve(
+            self, tokens, timeout, input_tokens, output_tokens
+        )
+    due = permit._due
+    if due:
+        await sleep_until_due(permit, 0.0, due)
+    return permit
 
-    __slots__ = ()
 
-    async def acquire_async(
-        self,
-        tokens: float = 0,
-        timeout: Optional[float] = None,
-        *,
-        input_tokens: Optional[float] = None,
-        output_tokens: Optional[float] = None,
-    ) -> Permit:
-        """Waits on the running loop for a slot and every budget; never blocks the loop.
-
-        Raises ``RateLimitTimeout`` (holding nothing) when the grant would come
-        later than ``timeout`` seconds. A cancelled wait gives back its slot
-        and budgets.
-
-        >>> # async with await limiter.acquire_async(tokens=1200) as permit: ...
-        """
-        permit = self._reserve(tokens, timeout, input_tokens, output_tokens)
-        if permit is None:
-            permit = await self._acquire_slot_then_reserve(
-                tokens, timeout, input_tokens, output_tokens
-            )
-        due = permit._due
-        if due:
-            await sleep_until_due(permit, 0.0, due)
-        return permit
-
-    async def _acquire_slot_then_reserve(
-        self,
-        tokens: float,
-        timeout: Optional[float],
-        input_tokens: Optional[float],
-        output_tokens: Optional[float],
-    ) -> Permit:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        future: asyncio.Future[None] = loop.create_future()
-        ticket = self._enqueue(functools.partial(loop.call_soon_threadsafe, _wake, future))
-        if ticket:
-            try:
-                if timeout is None:
-                    await future
-                else:
-                    await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
-                if self._cancel_slot(ticket, True):
-                    raise RateLimitTimeout(
-                        f"no concurrency slot within the timeout of {timeout:.3f}s",
-                        loop.time() - started,
-                        timeout,
-                    ) from None
-                # A slot was handed over just as the wait timed out: keep it.
-            except BaseException:
-                if not self._cancel_slot(ticket):
-                    self._release_slot()
-                raise
-        waited = loop.time() - started
+async def _acquire_slot_then_reserve(
+    self: _core.Limiter,
+    tokens: float,
+    timeout: Optional[float],
+    input_tokens: Optional[float],
+    output_tokens: Optional[float],
+) -> _core.Permit:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    future: asyncio.Future[None] = loop.create_future()
+    # The releasing thread (any thread) schedules the wake-up on our loop.
+    ticket = self._enqueue(functools.partial(loop.call_soon_threadsafe, _wake, future))
+    if ticket:
         try:
-            permit = self._reserve(tokens, timeout, input_tokens, output_tokens, True, waited)
-        except RateLimitTimeout:
-            raise  # the slot was given back in Rust
+            if timeout is None:
+                await future
+            else:
+                await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            if self._cancel_slot(ticket, True):
+                raise RateLimitTimeout(
+                    f"no concurrency slot within the timeout of {timeout:.3f}s",
+                    loop.time() - started,
+                    timeout,
+                ) from None
+            # A slot was handed over just as the wait timed out: keep it.
         except BaseException:
-            self._release_slot()
+            if not self._cancel_slot(ticket):
+                self._release_slot()
             raise
-        assert permit is not None  # holds_slot=True always reserves
-        return permit
+    waited = loop.time() - started
+    try:
+        permit = self._reserve(tokens, timeout, input_tokens, output_tokens, True, waited)
+    except RateLimitTimeout:
+        raise  # Rust gave the slot back before raising
+    except BaseException:
+        self._release_slot()
+        raise
+    assert permit is not None  # with holds_slot=True, Rust always reserves
+    return permit
 
-    def update_from_headers(self, headers: Any) -> None:
-        """Adopts the server's rate-limit headers: never more generous than the server.
 
-        Each budget the server reports a ``remaining`` for is tightened so that
-        no more than that is available now (never loosened); with nothing left
-        and a reset time, nothing is granted until the reset. ``requests`` go
-        to the fastest request budget configured (rps, then rpm, rph, rpd);
-        ``tokens`` to tpm; Anthropic's input and output tokens to itpm and otpm.
-        A ``retry-after`` pauses the limiter.
+def update_from_headers(self: _core.Limiter, headers: Any) -> None:
+    """Adopts the server's rate-limit headers: never more generous than the server.
 
-        >>> Limiter(rpm=60).update_from_headers({"x-ratelimit-remaining-requests": "5"})
-        """
-        from .headers import read_limits
+    Each budget the server reports a ``remaining`` for is tightened so that no
+    more than that is available now (never loosened); with nothing left and a
+    reset time, nothing is granted until the reset (at most one period).
+    ``requests`` go to the fastest request budget configured (rps, then rpm,
+    rph, rpd), ``tokens`` to tpm, Anthropic's input and output tokens to itpm
+    and otpm. A ``retry-after`` pauses the limiter.
 
-        limits = read_limits(headers)
-        if limits.requests_remaining is not None:
-            for budget in ("rps", "rpm", "rph", "rpd"):
-                if self.available(budget) is not None:
-                    self._adopt(budget, limits.requests_remaining, limits.requests_reset)
-                    break
-        if limits.tokens_remaining is not None:
-            self._adopt("tpm", limits.tokens_remaining, limits.tokens_reset)
-        if limits.input_tokens_remaining is not None:
-            self._adopt("itpm", limits.input_tokens_remaining, limits.input_tokens_reset)
-        if limits.output_tokens_remaining is not None:
-            self._adopt("otpm", limits.output_tokens_remaining, limits.output_tokens_reset)
-        if limits.retry_after is not None and limits.retry_after > 0:
-            self.pause(limits.retry_after)
+    >>> Limiter(rpm=60).update_from_headers({"x-ratelimit-remaining-requests": "5"})
+    """
+    limits = read_limits(headers)
+    if limits.requests_remaining is not None:
+        for budget in ("rps", "rpm", "rph", "rpd"):
+            if self.available(budget) is not None:
+                self._adopt(budget, limits.requests_remaining, limits.requests_reset)
+                break
+    if limits.tokens_remaining is not None:
+        self._adopt("tpm", limits.tokens_remaining, limits.tokens_reset)
+    if limits.input_tokens_remaining is not None:
+        self._adopt("itpm", limits.input_tokens_remaining, limits.input_tokens_reset)
+    if limits.output_tokens_remaining is not None:
+        self._adopt("otpm", limits.output_tokens_remaining, limits.output_tokens_reset)
+    if limits.retry_after is not None and limits.retry_after > 0:
+        self.pause(limits.retry_after)
+
+
+async def _permit_aenter(self: _core.Permit) -> _core.Permit:
+    return self
+
+
+async def _permit_aexit(self: _core.Permit, *_exc_info: object) -> None:
+    self.release()
+
+
+# A Python coroutine is the cheapest awaitable here: an already-done awaitable
+# written in Rust must raise StopIteration, which costs more than the frame.
+_core.Permit.__aenter__ = _permit_aenter  # type: ignore[method-assign]
+_core.Permit.__aexit__ = _permit_aexit  # type: ignore[method-assign]
+_core.Limiter.acquire_async = acquire_async  # type: ignore[method-assign]
+_core.Limiter.update_from_headers = update_from_headers  # type: ignore[method-assign]
+
+Limiter = _core.Limiter
+Permit = _core.Permit

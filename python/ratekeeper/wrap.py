@@ -146,6 +146,11 @@ class _Wrapping:
             self.limiter.update_from_headers(headers)
 
     def adopt_error(self, exc: BaseException) -> None:
+        # A 429's wait belongs to the retry (which pauses the limiter only when
+        # it will retry) or to that model's sit-out; adopting its retry-after
+        # here would pause every model for one model's limit.
+        if is_rate_limited(exc):
+            return
         response = getattr(exc, "response", None)
         self.adopt(getattr(response, "headers", None))
 

@@ -181,6 +181,7 @@ pub struct Grant {
 pub struct Stats {
     pub granted: AtomicU64,
     pub rejected: AtomicU64,
+    pub cancelled: AtomicU64,
     pub waited_ns: AtomicU64,
     pub rate_limited: AtomicU64,
     pub retries: AtomicU64,
@@ -347,14 +348,12 @@ impl Budgets {
             state.last_grant = grant.prev_last_grant;
         }
         drop(state);
+        // Counted as cancelled, not granted; its wait was added at reserve.
         self.stats.granted.fetch_sub(1, Ordering::Relaxed);
-        self.stats.waited_ns.fetch_sub(
-            grant
-                .waited
-                .0
-                .min(self.stats.waited_ns.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
+        self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .waited_ns
+            .fetch_sub(grant.waited.0, Ordering::Relaxed);
     }
 
     /// Charges or refunds the token budgets by the difference between the

@@ -12,7 +12,7 @@ use crate::core::limiter::{Amounts, Budget, Budgets, Grant, BUDGETS};
 use crate::core::semaphore::{Enqueued, Semaphore};
 use crate::core::{Clock, Nanos};
 use parking_lot::{Condvar, Mutex};
-use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -126,6 +126,13 @@ impl Shared {
         match self.budgets.reserve(amounts, left) {
             Ok(grant) => {
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
+                if slot_waited > 0.0 {
+                    let waited = Nanos::from_secs_f64(slot_waited).0;
+                    self.budgets
+                        .stats
+                        .waited_ns
+                        .fetch_add(waited, Ordering::Relaxed);
+                }
                 Ok(Permit {
                     shared: self.clone(),
                     waited: grant.waited.as_secs_f64() + slot_waited,
@@ -162,11 +169,20 @@ fn amounts(
 }
 
 /// Request budgets (rps, rpm, rph, rpd), token budgets (tpm, or itpm and
-/// otpm apart) and a concurrency cap, granted together or not at all.
+/// otpm apart) and a concurrency cap, granted together or not at all, in
+/// arrival order. Each budget holds one period's worth (`burst` sets the
+/// request budgets' capacity instead).
 ///
-/// The Python class `ratekeeper.Limiter` subclasses this one and adds the
-/// async methods.
-#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "Limiter")]
+/// >>> limiter = Limiter(rpm=500, tpm=200_000, concurrency=16)
+/// >>> with limiter.acquire(tokens=1200) as permit: permit.reconcile(900)
+///
+/// With a `timeout`, the wait for a concurrency slot is real time (another
+/// request must finish) and counts against it; the budgets are then decided
+/// at once against what is left of it.
+///
+/// `ratekeeper.Limiter` is this class itself; `ratekeeper.limiter` attaches
+/// the async methods and `update_from_headers` at import.
+#[pyclass(frozen, module = "ratekeeper", name = "Limiter")]
 pub struct Limiter {
     shared: Arc<Shared>,
 }
@@ -360,8 +376,9 @@ impl Limiter {
         Ok(self.shared.budgets.available(budget))
     }
 
-    /// Counters: granted, rejected, waited_seconds, rate_limited, retries,
-    /// in_flight, waiting, paused_for, available (per budget).
+    /// Counters: granted, rejected (timed out), cancelled, waited_seconds,
+    /// rate_limited (429s seen), retries, in_flight (permits not released),
+    /// waiting (for a slot), paused_for (seconds), available (per budget).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let shared = &self.shared;
         let stats = &shared.budgets.stats;
@@ -369,6 +386,7 @@ impl Limiter {
         let out = PyDict::new(py);
         out.set_item("granted", load(&stats.granted))?;
         out.set_item("rejected", load(&stats.rejected))?;
+        out.set_item("cancelled", load(&stats.cancelled))?;
         out.set_item(
             "waited_seconds",
             Nanos(load(&stats.waited_ns)).as_secs_f64(),
@@ -452,6 +470,8 @@ fn check_concurrency(value: &Bound<'_, PyAny>) -> PyResult<u32> {
 
 /// A granted request: releases its concurrency slot on exit (or `release()`);
 /// `reconcile(actual_tokens)` settles the token budgets once usage is known.
+///
+/// >>> with limiter.acquire(tokens=1000) as permit: permit.reconcile(640)
 #[pyclass(frozen, module = "ratekeeper", name = "Permit")]
 pub struct Permit {
     shared: Arc<Shared>,
@@ -577,18 +597,6 @@ impl Permit {
         false
     }
 
-    fn __aenter__(slf: Bound<'_, Self>) -> Ready {
-        Ready {
-            value: slf.into_any().unbind(),
-        }
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __aexit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> Ready {
-        self.release_once(py);
-        Ready { value: py.None() }
-    }
-
     fn __repr__(&self) -> String {
         let grant = self.grant.lock();
         format!(
@@ -597,28 +605,6 @@ impl Permit {
             self.waited,
             if self.released() { "True" } else { "False" }
         )
-    }
-}
-
-/// An awaitable that is already done: `await` returns `value` without a
-/// trip through the event loop (the async context manager's fast path).
-#[pyclass(frozen, module = "ratekeeper._core")]
-pub struct Ready {
-    value: Py<PyAny>,
-}
-
-#[pymethods]
-impl Ready {
-    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
     }
 }
 
