@@ -144,6 +144,11 @@ class _Wrapping:
             self.limiter.update_from_headers(headers)
 
     def adopt_error(self, exc: BaseException) -> None:
+        # A 429's wait is applied by the retry step (a pause while retrying;
+        # a sit-out for that model when giving up): adopting its headers here
+        # would pause every model for a wait only one of them was given.
+        if is_rate_limited(exc):
+            return
         response = getattr(exc, "response", None)
         self.adopt(getattr(response, "headers", None))
 
