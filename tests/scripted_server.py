@@ -75,7 +75,13 @@ def rate_limited(
     if retry_after_ms is not None:
         all_headers["retry-after-ms"] = f"{retry_after_ms:g}"
     if body is None:
-        body = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
+        body = {
+            "error": {
+                "message": "Rate limit reached",
+                "type": "requests",
+                "code": "rate_limit_exceeded",
+            }
+        }
     return Reply(429, body, all_headers)
 
 
@@ -169,7 +175,11 @@ class ScriptedServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self._app, log_level="error", lifespan="off", access_log=False, timeout_graceful_shutdown=1
+            self._app,
+            log_level="error",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -231,20 +241,40 @@ def _success_body(hit: Hit, usage: tuple[int, int]) -> Any:
     if path.endswith("/models"):
         if "anthropic-version" in hit.headers:
             return {
-                "data": [{"id": "claude-x", "type": "model", "display_name": "Claude", "created_at": "2024-01-01T00:00:00Z"}],
+                "data": [
+                    {
+                        "id": "claude-x",
+                        "type": "model",
+                        "display_name": "Claude",
+                        "created_at": "2024-01-01T00:00:00Z",
+                    }
+                ],
                 "has_more": False,
                 "first_id": "claude-x",
                 "last_id": "claude-x",
             }
-        return {"object": "list", "data": [{"id": "gpt-x", "object": "model", "created": 0, "owned_by": "me"}]}
-    openai_usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        return {
+            "object": "list",
+            "data": [{"id": "gpt-x", "object": "model", "created": 0, "owned_by": "me"}],
+        }
+    openai_usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
     if path.endswith("/chat/completions"):
         return {
             "id": "chatcmpl-1",
             "object": "chat.completion",
             "created": 0,
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "ok"},
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": openai_usage,
         }
     if path.endswith("/completions"):
@@ -316,10 +346,31 @@ async def _stream_events(hit: Hit, usage: tuple[int, int]) -> Any:
         start["content"] = []
         events: list[tuple[str, Any]] = [
             ("message_start", {"type": "message_start", "message": start}),
-            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}}),
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": "ok"},
+                },
+            ),
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": completion}}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": completion},
+                },
+            ),
             ("message_stop", {"type": "message_stop"}),
         ]
         for name, data in events:
@@ -330,11 +381,21 @@ async def _stream_events(hit: Hit, usage: tuple[int, int]) -> Any:
         "object": "chat.completion.chunk",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"}, "finish_reason": None}],
+        "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": "ok"}, "finish_reason": None}
+        ],
     }
     yield f"data: {json.dumps(chunk)}\n\n"
     options = hit.body.get("stream_options") or {}
     if options.get("include_usage"):
-        last = dict(chunk, choices=[], usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+        last = dict(
+            chunk,
+            choices=[],
+            usage={
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        )
         yield f"data: {json.dumps(last)}\n\n"
     yield "data: [DONE]\n\n"

@@ -7,13 +7,14 @@ import threading
 import time
 
 import pytest
-
 import ratekeeper as rk
 
 
 def test_key_ignores_argument_order_and_separates_methods():
     key = rk.ResponseCache.key
-    assert key("chat", {"model": "m", "messages": [1]}) == key("chat", {"messages": [1], "model": "m"})
+    assert key("chat", {"model": "m", "messages": [1]}) == key(
+        "chat", {"messages": [1], "model": "m"}
+    )
     assert key("chat", {"model": "m"}) != key("embeddings", {"model": "m"})
     assert key("chat", {"model": "m"}) != key("chat", {"model": "n"})
 

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-
 import ratekeeper as rk
 
 
@@ -16,7 +15,9 @@ class Status(Exception):
     def __init__(self, status_code: int, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"status {status_code}")
         self.status_code = status_code
-        self.response = type("Response", (), {"headers": headers or {}, "status_code": status_code})()
+        self.response = type(
+            "Response", (), {"headers": headers or {}, "status_code": status_code}
+        )()
 
 
 def flaky(*failures: BaseException, result: str = "ok"):
@@ -153,7 +154,9 @@ def test_breaker_counts_5xx_but_not_429():
         rk.rate_limited(limiter, retry=False, breaker=breaker)(only_429s)()
     assert breaker.state == "closed"
     failing, calls = flaky(*[Status(500)] * 10)
-    limited = rk.rate_limited(limiter, retry=rk.Retry(max_retries=5, clock=clock), breaker=breaker)(failing)
+    limited = rk.rate_limited(limiter, retry=rk.Retry(max_retries=5, clock=clock), breaker=breaker)(
+        failing
+    )
     with pytest.raises(rk.CircuitOpenError):
         limited()
     assert breaker.state == "open"

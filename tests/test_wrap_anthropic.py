@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import anthropic
 import pytest
-from scripted_server import ScriptedServer, error, ok, rate_limited
-
 import ratekeeper as rk
+from scripted_server import ScriptedServer, error, ok, rate_limited
 
 MESSAGES = [{"role": "user", "content": "y" * 400}]  # about 100 tokens
 

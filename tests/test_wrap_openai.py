@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+import ratekeeper as rk
 from scripted_server import (
     ScriptedServer,
     error,
@@ -16,8 +17,6 @@ from scripted_server import (
     rate_limited,
     slow,
 )
-
-import ratekeeper as rk
 
 MESSAGES = [{"role": "user", "content": "x" * 400}]  # about 100 tokens
 
@@ -132,7 +131,9 @@ def test_no_double_retries_each_attempt_is_one_request(server):
     clock = rk.ManualClock()
     server.queue(*[rate_limited(retry_after=1)] * 10)
     client = client_for(
-        server, limiter=rk.Limiter(rpm=1000, clock=clock), retry=rk.Retry(max_retries=2, clock=clock)
+        server,
+        limiter=rk.Limiter(rpm=1000, clock=clock),
+        retry=rk.Retry(max_retries=2, clock=clock),
     )
     with pytest.raises(rk.RetryError) as caught:
         chat(client)
@@ -144,7 +145,9 @@ def test_no_double_retries_each_attempt_is_one_request(server):
 def test_5xx_is_retried(server):
     server.queue(error(500), error(503))
     clock = rk.ManualClock()
-    client = client_for(server, limiter=rk.Limiter(rpm=1000, clock=clock), retry=rk.Retry(clock=clock))
+    client = client_for(
+        server, limiter=rk.Limiter(rpm=1000, clock=clock), retry=rk.Retry(clock=clock)
+    )
     assert chat(client).choices[0].message.content == "ok"
     assert server.hit_count() == 3
 
@@ -193,7 +196,9 @@ def test_breaker_is_per_model(server):
     clock = rk.ManualClock()
     breaker = rk.CircuitBreaker(failure_threshold=2, reset_timeout=60.0, clock=clock)
     server.queue(*[error(500)] * 10, model="gpt-a")
-    client = client_for(server, limiter=rk.Limiter(rpm=1000, clock=clock), retry=False, breaker=breaker)
+    client = client_for(
+        server, limiter=rk.Limiter(rpm=1000, clock=clock), retry=False, breaker=breaker
+    )
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
             chat(client, model="gpt-a")
@@ -207,7 +212,9 @@ def test_breaker_does_not_count_429s(server):
     clock = rk.ManualClock()
     breaker = rk.CircuitBreaker(failure_threshold=1, reset_timeout=60.0, clock=clock)
     server.queue(rate_limited(retry_after=1), rate_limited(retry_after=1))
-    client = client_for(server, limiter=rk.Limiter(rpm=1000, clock=clock), retry=False, breaker=breaker)
+    client = client_for(
+        server, limiter=rk.Limiter(rpm=1000, clock=clock), retry=False, breaker=breaker
+    )
     for _ in range(2):
         with pytest.raises(openai.RateLimitError):
             chat(client)
@@ -301,7 +308,9 @@ async def test_a_cancelled_call_returns_its_reservation(server):
     limiter = rk.Limiter(rpm=1, clock=clock)
     client = async_client_for(server, limiter=limiter)
     await client.chat.completions.create(model="gpt-a", messages=MESSAGES)
-    waiting = asyncio.ensure_future(client.chat.completions.create(model="gpt-a", messages=MESSAGES))
+    waiting = asyncio.ensure_future(
+        client.chat.completions.create(model="gpt-a", messages=MESSAGES)
+    )
     await asyncio.sleep(0)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):

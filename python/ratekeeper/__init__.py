@@ -10,12 +10,12 @@ from ._core import Backoff, ManualClock
 from .breaker import CircuitBreaker
 from .cache import ResponseCache
 from .classify import is_rate_limited, is_retryable
+from .decorators import rate_limited
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .headers import ServerLimits, read_limits, retry_after
 from .limiter import Limiter, Permit
 from .limiters import TokenBucket
 from .retry import Retry, RetryDecision, retry
-from .decorators import rate_limited
 from .wrap import wrap
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from ._guarding import after_failure, check_breaker, record_outcome
 from .cache import ResponseCache
 from .errors import CircuitOpenError, RetryError
-from .wrap import _Wrapping, _wants_raw
+from .wrap import _wants_raw, _Wrapping
 
 __all__ = ["make_async_create", "make_sync_create"]
 

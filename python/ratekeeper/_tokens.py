@@ -12,13 +12,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-__all__ = ["Tokens", "estimate", "from_usage", "from_stream_item"]
+__all__ = ["Tokens", "estimate", "from_stream_item", "from_usage"]
 
 # Keys whose string values are text the model reads. Others ("role", "type",
 # "model", ids, image URLs and base64 data) are not counted.
 _TEXT_KEYS = frozenset(
-    {"content", "text", "input", "prompt", "messages", "system", "instructions", "arguments",
-     "output", "description", "tools", "function"}
+    {
+        "content",
+        "text",
+        "input",
+        "prompt",
+        "messages",
+        "system",
+        "instructions",
+        "arguments",
+        "output",
+        "description",
+        "tools",
+        "function",
+    }
 )
 _OUTPUT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
@@ -83,7 +95,10 @@ def from_usage(usage: Any) -> Optional[Tokens]:
     """
     if usage is None:
         return None
-    get = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
+
+    def get(name: str) -> Any:
+        return usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+
     prompt = get("prompt_tokens")
     if prompt is not None:
         total = _int(get("total_tokens"))

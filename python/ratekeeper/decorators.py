@@ -38,7 +38,8 @@ def _token_counter(tokens: Tokens) -> tuple[int, Optional[Callable[..., int]]]:
     if callable(tokens):
         return 0, tokens
     raise TypeError(
-        f"tokens must be an int >= 0 or a callable of the call's arguments, got {type(tokens).__name__}"
+        "tokens must be an int >= 0 or a callable of the call's arguments, "
+        f"got {type(tokens).__name__}"
     )
 
 
@@ -89,8 +90,12 @@ def rate_limited(
         if not callable(fn):
             raise TypeError(f"rate_limited decorates a function, got {type(fn).__name__}")
         if inspect.iscoroutinefunction(fn):
-            return cast(F, _async_wrapper(fn, shared, policy, breaker, timeout, fixed_tokens, count_tokens))
-        return cast(F, _sync_wrapper(fn, shared, policy, breaker, timeout, fixed_tokens, count_tokens))
+            return cast(
+                F, _async_wrapper(fn, shared, policy, breaker, timeout, fixed_tokens, count_tokens)
+            )
+        return cast(
+            F, _sync_wrapper(fn, shared, policy, breaker, timeout, fixed_tokens, count_tokens)
+        )
 
     return decorate
 

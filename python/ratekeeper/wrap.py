@@ -29,7 +29,7 @@ import time
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from . import _tokens
-from ._guarding import after_failure, clone_breaker, make_limiter, make_policy, record_outcome
+from ._guarding import clone_breaker, make_limiter, make_policy
 from ._streams import watch_stream
 from .cache import ResponseCache
 from .classify import is_rate_limited, status_of
@@ -98,8 +98,10 @@ class _Wrapping:
                 breaker = self._breakers.get(model)
                 if breaker is None:
                     # The user's own breaker serves the first model; the others get clones.
-                    breaker = self.breaker_template if not self._breakers else clone_breaker(
+                    breaker = (
                         self.breaker_template
+                        if not self._breakers
+                        else clone_breaker(self.breaker_template)
                     )
                     self._breakers[model] = breaker
         return breaker
@@ -225,7 +227,8 @@ def wrap(
     """
     if not callable(getattr(client, "with_options", None)):
         raise TypeError(
-            f"wrap takes an openai or anthropic client (with with_options), got {type(client).__name__}"
+            "wrap takes an openai or anthropic client (with with_options), "
+            f"got {type(client).__name__}"
         )
     if isinstance(fallback_models, str):
         raise TypeError("fallback_models must be a sequence of model names, not one string")
