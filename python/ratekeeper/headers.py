@@ -64,20 +64,25 @@ _BUDGETS = ("requests", "tokens", "input_tokens", "output_tokens")
 # one field, the higher rank wins: the explicit ``retry-after-ms`` beats the
 # whole seconds of ``retry-after``, and OpenAI's ``x-ratelimit-*-requests``
 # beats OpenRouter's bare ``x-ratelimit-*`` should a proxy send both.
-_FIELDS: dict[str, tuple[str, int]] = {
-    "retry-after-ms": ("retry_after", 2),
-    "retry-after": ("retry_after", 1),
-    "x-ratelimit-limit": ("requests_limit", 1),
-    "x-ratelimit-remaining": ("requests_remaining", 1),
-    "x-ratelimit-reset": ("requests_reset", 1),
+_COUNT, _LIMIT, _RESET, _SECONDS, _MILLIS = range(5)  # how a header's value is read
+
+_FIELDS: dict[str, tuple[str, int, int]] = {
+    "retry-after-ms": ("retry_after", 2, _MILLIS),
+    "retry-after": ("retry_after", 1, _SECONDS),
+    "x-ratelimit-limit": ("requests_limit", 1, _LIMIT),
+    "x-ratelimit-remaining": ("requests_remaining", 1, _COUNT),
+    "x-ratelimit-reset": ("requests_reset", 1, _RESET),
 }
+_KINDS = {"limit": _LIMIT, "remaining": _COUNT, "reset": _RESET}
 for _budget in ("requests", "tokens"):
-    for _kind in ("limit", "remaining", "reset"):
-        _FIELDS[f"x-ratelimit-{_kind}-{_budget}"] = (f"{_budget}_{_kind}", 2)
+    for _kind, _parse in _KINDS.items():
+        _FIELDS[f"x-ratelimit-{_kind}-{_budget}"] = (f"{_budget}_{_kind}", 2, _parse)
 for _budget in _BUDGETS:
-    for _kind in ("limit", "remaining", "reset"):
+    for _kind, _parse in _KINDS.items():
         _header = f"anthropic-ratelimit-{_budget.replace('_', '-')}-{_kind}"
-        _FIELDS[_header] = (f"{_budget}_{_kind}", 2)
+        _FIELDS[_header] = (f"{_budget}_{_kind}", 2, _parse)
+
+_BYTE_FIELDS = {name.encode(): spec for name, spec in _FIELDS.items()}
 
 _DURATION = re.compile(r"(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -104,6 +109,8 @@ def _rfc3339(text: str) -> Optional[float]:
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    if not ("01" <= month <= "12" and "01" <= day <= "31" and hour < "24" and minute < "60"):
+        return None
     try:
         epoch = float(
             calendar.timegm(
@@ -133,30 +140,58 @@ def _http_date(text: str) -> Optional[float]:
     return float(epoch - (parts[9] or 0))
 
 
-def _seconds_until(text: str, now: float) -> Optional[float]:
+def _duration(text: str) -> Optional[float]:
+    """A Go duration (``20ms``, ``1s``, ``6m0s``, ``1h2m3.5s``) in seconds, or None."""
+    # The common shapes first: one unit, parsed without a regex.
+    if text.endswith("ms"):
+        head = text[:-2]
+        if head.replace(".", "", 1).isdigit():
+            return float(head) / 1000.0
+    elif text.endswith("s"):
+        head = text[:-1]
+        if head.replace(".", "", 1).isdigit():
+            return float(head)
+    if _DURATION.fullmatch(text) is None:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _seconds_until(text: str, now: Optional[float]) -> Optional[float]:
     """A reset or retry value as seconds from ``now`` (epoch seconds); None if nonsense."""
     text = text.strip()
     if not text:
         return None
-    value = _number(text)
-    if value is not None:
-        if value < 0:
-            return None
-        if value >= _EPOCH_MILLIS:
-            return max(0.0, value / 1000.0 - now)
+    # Dispatch on the last character so the usual value parses at the first
+    # try: raising and catching a ValueError per header would cost more than
+    # the whole parse.
+    last = text[-1]
+    if last.isdigit() and text.replace(".", "", 1).isdigit():
+        value = float(text)
         if value >= _EPOCH_SECONDS:
-            return max(0.0, value - now)
+            epoch = value / 1000.0 if value >= _EPOCH_MILLIS else value
+            return max(0.0, epoch - (time.time() if now is None else now))
         return value
-    if _DURATION.fullmatch(text):
-        return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
-    at = _rfc3339(text)
+    if last in "smh":
+        wait = _duration(text)
+        if wait is not None:
+            return wait
+    at: Optional[float] = None
+    if last in "Zz" or "T" in text[8:12]:
+        at = _rfc3339(text)
+    else:
+        number = _number(text)  # rarer spellings: "1e3", "+5", "-1" (refused), "nan" (refused)
+        if number is not None:
+            return _seconds_until(repr(number), now) if number >= 0 else None
+    if at is None:
+        at = _rfc3339(text)
     if at is None:
         at = _http_date(text)
-    return None if at is None else max(0.0, at - now)
+    return None if at is None else max(0.0, at - (time.time() if now is None else now))
 
 
 def _count(text: str, *, is_limit: bool) -> Optional[float]:
-    value = _number(text.strip())
+    text = text.strip()
+    value = float(text) if text.isdigit() else _number(text)
     if value is None or value < 0 or (is_limit and value == 0):
         return None
     return value
@@ -174,6 +209,9 @@ def _header_items(obj: Any) -> Iterable[tuple[Any, Any]]:
             if isinstance(obj, (list, tuple)):
                 return obj
             return ()
+    raw = getattr(headers, "raw", None)
+    if isinstance(raw, list):  # httpx / httpx2: the byte pairs, cheaper than .items()
+        return raw
     if isinstance(headers, Mapping):
         return headers.items()
     if isinstance(headers, (list, tuple)):
@@ -192,36 +230,41 @@ def read_limits(headers: Any, *, now: Optional[float] = None) -> ServerLimits:
     >>> read_limits({"X-RateLimit-Reset-Tokens": "6m0s"}).tokens_reset
     360.0
     """
-    raw: dict[str, tuple[str, int]] = {}
+    values: dict[str, float] = {}
+    ranks: dict[str, int] = {}
     for name, value in _header_items(headers):
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-        spec = _FIELDS.get(name.lower()) if isinstance(name, str) else None
+        if isinstance(name, str):
+            spec = _FIELDS.get(name.lower())
+        elif isinstance(name, bytes):
+            spec = _BYTE_FIELDS.get(name.lower())
+        else:
+            continue
         if spec is None:
             continue
-        field, rank = spec
-        held = raw.get(field)
-        if held is None or rank > held[1]:
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")
-            raw[field] = (str(value), rank)
-    if not raw:
-        return _EMPTY
-    if now is None:
-        now = time.time()
-    values: dict[str, Optional[float]] = {}
-    for field, (text, rank) in raw.items():
-        if field == "retry_after":
-            if rank == 2:  # retry-after-ms
-                ms = _number(text.strip())
-                values[field] = ms / 1000.0 if ms is not None and ms >= 0 else None
-            else:
-                values[field] = _seconds_until(text, now)
-        elif field.endswith("_reset"):
-            values[field] = _seconds_until(text, now)
+        field, rank, kind = spec
+        if ranks.get(field, 0) >= rank:
+            continue
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        if kind in (_RESET, _SECONDS):
+            parsed = _seconds_until(text, now)
+        elif kind == _MILLIS:
+            parsed = _count(text, is_limit=False)
+            if parsed is not None:
+                parsed /= 1000.0
         else:
-            values[field] = _count(text, is_limit=field.endswith("_limit"))
-    return ServerLimits(**values)
+            parsed = _count(text, is_limit=kind == _LIMIT)
+        # Nonsense is skipped, so that it never hides a sane header of lower rank.
+        if parsed is not None:
+            values[field] = parsed
+            ranks[field] = rank
+    if not values:
+        return _EMPTY
+    # Fields left out keep their class default (None). Filling __dict__
+    # directly skips the frozen dataclass __init__, which costs more than the
+    # parsing (every field through object.__setattr__).
+    limits = object.__new__(ServerLimits)
+    limits.__dict__.update(values)
+    return limits
 
 
 def _body_headers(obj: Any) -> Optional[Mapping[str, Any]]:

@@ -40,12 +40,12 @@ import asyncio
 import functools
 import inspect
 import math
-import random
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar, Union, cast, overload
 
+from ._core import Backoff
 from .classify import is_rate_limited, is_retryable
 from .errors import RetryError
 from .headers import retry_after
@@ -85,29 +85,6 @@ class RetryDecision:
         KeyError('k')
         """
         return self.give_up if self.give_up is not None else exc
-
-
-class _JitteredBackoff:
-    """Full-jitter exponential backoff, used while the Rust ``Backoff`` is absent."""
-
-    def __init__(self, base: float = 1.0, max_delay: float = 60.0, multiplier: float = 2.0):
-        self.base, self.max_delay, self.multiplier = base, max_delay, multiplier
-
-    def __repr__(self) -> str:
-        return (
-            f"Backoff(base={self.base}, max_delay={self.max_delay}, multiplier={self.multiplier})"
-        )
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.max_delay, self.base * self.multiplier ** min(attempt, 64))
-        return random.uniform(0.0, ceiling)
-
-
-def _default_backoff() -> Any:
-    from . import _core
-
-    backoff_type = getattr(_core, "Backoff", None)
-    return backoff_type() if backoff_type is not None else _JitteredBackoff()
 
 
 def _predicate(retry_on: RetryOn) -> Callable[[BaseException], bool]:
@@ -177,7 +154,7 @@ class Retry:
                 )
             max_retry_after = float(max_retry_after)
         if backoff is None:
-            backoff = _default_backoff()
+            backoff = Backoff()
         elif not callable(getattr(backoff, "delay", None)):
             raise TypeError("backoff must have a delay(attempt) -> float method")
         if clock is not None and not callable(getattr(clock, "advance", None)):
