@@ -70,7 +70,12 @@ pub struct Backoff {
 
 impl Backoff {
     /// Validates the settings, naming the argument in the error.
-    pub fn new(base: f64, max_delay: f64, multiplier: f64, jitter: Jitter) -> Result<Backoff, String> {
+    pub fn new(
+        base: f64,
+        max_delay: f64,
+        multiplier: f64,
+        jitter: Jitter,
+    ) -> Result<Backoff, String> {
         if !(base.is_finite() && base > 0.0) {
             return Err(format!("base must be a finite number > 0, got {base}"));
         }

@@ -230,8 +230,7 @@ impl CircuitBreaker {
         let _ = self
             .phase
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                (same_phase(word, permit) && failures_of(word) != 0)
-                    .then(|| with_failures(word, 0))
+                (same_phase(word, permit) && failures_of(word) != 0).then(|| with_failures(word, 0))
             });
     }
 
@@ -400,8 +399,7 @@ impl CircuitBreaker {
     /// Opens the breaker; the caller holds the lock (`slots`).
     fn open_locked(&self, slots: &mut Slots, word: u64, failures: u32) {
         *slots = Slots::default();
-        self.opened_at
-            .store(self.clock.now().0, Ordering::Release);
+        self.opened_at.store(self.clock.now().0, Ordering::Release);
         // Only closed-path compare-and-swaps of the current epoch race with
         // us; they fail once the epoch moves on, and their failures are moot.
         self.phase
@@ -435,7 +433,11 @@ mod tests {
 
     const SEC: u64 = 1_000_000_000;
 
-    fn breaker(threshold: u64, max_calls: u64, successes: u64) -> (CircuitBreaker, Arc<ManualClock>) {
+    fn breaker(
+        threshold: u64,
+        max_calls: u64,
+        successes: u64,
+    ) -> (CircuitBreaker, Arc<ManualClock>) {
         let manual = Arc::new(ManualClock::new(Nanos(SEC)));
         let config = BreakerConfig::check(threshold, 10.0, max_calls, successes).unwrap();
         (

@@ -44,7 +44,8 @@ impl Backoff {
     #[pyo3(signature = (base=1.0, max_delay=60.0, *, multiplier=2.0, jitter="full"))]
     fn new(base: f64, max_delay: f64, multiplier: f64, jitter: &str) -> PyResult<Self> {
         let jitter = Jitter::from_name(jitter).map_err(config_error)?;
-        let inner = backoff::Backoff::new(base, max_delay, multiplier, jitter).map_err(config_error)?;
+        let inner =
+            backoff::Backoff::new(base, max_delay, multiplier, jitter).map_err(config_error)?;
         Ok(Backoff { inner })
     }
 

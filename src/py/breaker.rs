@@ -2,12 +2,15 @@
 //! `core::breaker`, with the sync call path (let through, call, classify,
 //! record, re-raise) in Rust so a healthy service pays almost nothing.
 
-use crate::core::breaker::{self, BreakerConfig, Permit};
+use crate::core::breaker::{self, BreakerConfig, Permit, State};
 use pyo3::exceptions::{PyBaseException, PyException, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::PyTraverseError;
 
+use super::breaker_function::BreakerFunction;
 use super::clock::clock_from;
 use super::errors::{check_positive, circuit_open_error, config_error};
 
@@ -70,7 +73,13 @@ fn count_arg(name: &str, value: i64) -> PyResult<u64> {
 ///
 /// >>> breaker = CircuitBreaker(failure_threshold=3); breaker.state
 /// 'closed'
-#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "CircuitBreaker")]
+#[pyclass(
+    frozen,
+    subclass,
+    weakref,
+    module = "ratekeeper._core",
+    name = "CircuitBreaker"
+)]
 pub struct CircuitBreaker {
     inner: breaker::CircuitBreaker,
     failure_on: FailureOn,
@@ -87,7 +96,7 @@ impl CircuitBreaker {
 
     /// Lets the call through, calls `func`, records its outcome and returns
     /// its result or its exception, unchanged.
-    fn run(
+    pub(super) fn run(
         &self,
         py: Python<'_>,
         func: &Bound<'_, PyAny>,
@@ -104,7 +113,12 @@ impl CircuitBreaker {
                 let outcome = self.settle(py, permit, err.value(py));
                 Err(match outcome {
                     Ok(()) => err,
-                    Err(predicate_err) => predicate_err,
+                    Err(predicate_err) => {
+                        // As if raised inside `except`: the call's error is
+                        // the context of the predicate's.
+                        predicate_err.set_context(py, Some(err));
+                        predicate_err
+                    }
                 })
             }
         }
@@ -115,7 +129,12 @@ impl CircuitBreaker {
     /// nothing about the service: a probe gives its slot back, nothing counts.
     /// A `failure_on` predicate that raises counts the call as a failure and
     /// its own error is returned.
-    fn settle(&self, py: Python<'_>, permit: Permit, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
+    fn settle(
+        &self,
+        py: Python<'_>,
+        permit: Permit,
+        exc: &Bound<'_, PyBaseException>,
+    ) -> PyResult<()> {
         if !exc.is_instance_of::<PyException>() {
             self.inner.on_abandon(permit);
             return Ok(());
@@ -170,14 +189,31 @@ impl CircuitBreaker {
             failure_on_arg: failure_on
                 .filter(|obj| !obj.is_none())
                 .map(|obj| obj.clone().unbind()),
-            clock_arg: clock.filter(|obj| !obj.is_none()).map(|obj| obj.clone().unbind()),
+            clock_arg: clock
+                .filter(|obj| !obj.is_none())
+                .map(|obj| obj.clone().unbind()),
         })
+    }
+
+    // The references held here never change, so visiting them is enough for
+    // the garbage collector to break cycles elsewhere (no `__clear__`).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let FailureOn::Types(obj) | FailureOn::Predicate(obj) = &self.failure_on {
+            visit.call(obj)?;
+        }
+        visit.call(&self.failure_on_arg)?;
+        visit.call(&self.clock_arg)
     }
 
     /// `"closed"`, `"open"` or `"half_open"`.
     #[getter]
-    fn state(&self) -> &'static str {
-        self.inner.state().name()
+    fn state<'py>(&self, py: Python<'py>) -> &Bound<'py, PyString> {
+        // Interned: reading the state allocates nothing.
+        match self.inner.state() {
+            State::Closed => intern!(py, "closed"),
+            State::Open => intern!(py, "open"),
+            State::HalfOpen => intern!(py, "half_open"),
+        }
     }
 
     /// Seconds until an open breaker lets a probe through; 0.0 unless open.
@@ -240,10 +276,10 @@ impl CircuitBreaker {
                 func.get_type().name()?
             )));
         }
-        Ok(BreakerFunction {
-            breaker: slf.clone().unbind(),
-            func: func.clone().unbind(),
-        })
+        Ok(BreakerFunction::new(
+            slf.clone().unbind(),
+            func.clone().unbind(),
+        ))
     }
 
     /// Lets a call through (for the async path): returns its permit or
@@ -258,7 +294,12 @@ impl CircuitBreaker {
     }
 
     /// The call admitted with `permit` raised `exc`: classify and record it.
-    fn _settle(&self, py: Python<'_>, permit: u64, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
+    fn _settle(
+        &self,
+        py: Python<'_>,
+        permit: u64,
+        exc: &Bound<'_, PyBaseException>,
+    ) -> PyResult<()> {
         self.settle(py, Permit(permit), exc)
     }
 
@@ -313,60 +354,3 @@ impl CircuitBreaker {
         ))
     }
 }
-
-/// A sync function decorated by a `CircuitBreaker`: calls go through the
-/// breaker. It carries the wrapped function's metadata (set by
-/// `functools.update_wrapper` in Python, hence the instance `__dict__`), and
-/// binds like a function when it is a method.
-///
-/// >>> @breaker
-/// ... def fetch(): ...
-#[pyclass(frozen, dict, weakref, module = "ratekeeper._core", name = "BreakerFunction")]
-pub struct BreakerFunction {
-    breaker: Py<CircuitBreaker>,
-    func: Py<PyAny>,
-}
-
-#[pymethods]
-impl BreakerFunction {
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        self.breaker.get().run(py, self.func.bind(py), args, kwargs)
-    }
-
-    /// Binds to `instance` like a plain function does, so `self` is passed.
-    fn __get__(
-        slf: &Bound<'_, Self>,
-        instance: &Bound<'_, PyAny>,
-        _owner: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        match Some(instance).filter(|obj| !obj.is_none()) {
-            None => Ok(slf.clone().into_any().unbind()),
-            Some(instance) => {
-                static METHOD_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-                let method_type = METHOD_TYPE.import(slf.py(), "types", "MethodType")?;
-                Ok(method_type.call1((slf, instance))?.unbind())
-            }
-        }
-    }
-
-    /// The breaker this function goes through.
-    #[getter]
-    fn breaker(&self, py: Python<'_>) -> Py<CircuitBreaker> {
-        self.breaker.clone_ref(py)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "<BreakerFunction {} via {}>",
-            self.func.bind(py).repr()?,
-            self.breaker.bind(py).repr()?
-        ))
-    }
-}
-

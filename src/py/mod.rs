@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 mod backoff;
 mod breaker;
+mod breaker_function;
 mod bucket;
 mod clock;
 mod errors;
@@ -17,7 +18,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
     m.add_class::<breaker::CircuitBreaker>()?;
-    m.add_class::<breaker::BreakerFunction>()?;
+    m.add_class::<breaker_function::BreakerFunction>()?;
     m.add_class::<backoff::Backoff>()?;
     limiter::register(m)?;
     Ok(())

@@ -1,0 +1,382 @@
+"""CircuitBreaker: SPEC section 4, its decorator, and its state machine under any outcomes."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Optional
+
+import pytest
+import ratekeeper as rk
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+
+class ServiceDown(Exception):
+    pass
+
+
+class NotTheService(Exception):
+    pass
+
+
+def fail(exc: BaseException) -> None:
+    raise exc
+
+
+def make(
+    failure_threshold: int = 3,
+    reset_timeout: float = 10.0,
+    **options: Any,
+) -> tuple[rk.CircuitBreaker, rk.ManualClock]:
+    clock = rk.ManualClock()
+    return rk.CircuitBreaker(failure_threshold, reset_timeout, clock=clock, **options), clock
+
+
+def open_breaker(**options: Any) -> tuple[rk.CircuitBreaker, rk.ManualClock]:
+    breaker, clock = make(**options)
+    breaker.trip()
+    return breaker, clock
+
+
+# --- transitions -----------------------------------------------------------
+
+
+def test_starts_closed_and_lets_calls_through() -> None:
+    breaker, _ = make()
+    assert breaker.state == "closed"
+    assert breaker.allow()
+    assert breaker.retry_after == 0.0
+    assert breaker.failure_count == 0
+
+
+def test_opens_after_failure_threshold_consecutive_failures() -> None:
+    breaker, _ = make(failure_threshold=3)
+    breaker.record_failure()
+    breaker.record_failure()
+    assert breaker.state == "closed"
+    assert breaker.failure_count == 2
+    breaker.record_failure()
+    assert breaker.state == "open"
+    assert not breaker.allow()
+
+
+def test_a_success_resets_the_consecutive_failure_count() -> None:
+    breaker, _ = make(failure_threshold=2)
+    breaker.record_failure()
+    breaker.record_success()
+    assert breaker.failure_count == 0
+    breaker.record_failure()
+    assert breaker.state == "closed"
+
+
+def test_retry_after_counts_down_while_open() -> None:
+    breaker, clock = open_breaker(reset_timeout=10.0)
+    assert breaker.retry_after == 10.0
+    clock.advance(4.0)
+    assert breaker.retry_after == pytest.approx(6.0)
+    clock.advance(6.0)
+    assert breaker.retry_after == 0.0
+
+
+def test_turns_half_open_once_reset_timeout_has_passed() -> None:
+    breaker, clock = open_breaker(reset_timeout=10.0)
+    clock.advance(9.999)
+    assert breaker.state == "open"
+    clock.advance(0.001)
+    assert breaker.state == "half_open"
+    assert breaker.retry_after == 0.0
+
+
+def test_half_open_lets_at_most_half_open_max_calls_probes_through() -> None:
+    breaker, clock = open_breaker(half_open_max_calls=2, success_threshold=5)
+    clock.advance(10.0)
+    assert breaker.allow()
+    assert breaker.allow()
+    assert not breaker.allow()
+    breaker.record_success()
+    assert breaker.allow()
+
+
+def test_success_threshold_probe_successes_close_it() -> None:
+    breaker, clock = open_breaker(success_threshold=2)
+    clock.advance(10.0)
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "half_open"
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed"
+    assert breaker.failure_count == 0
+
+
+def test_a_probe_failure_reopens_it_and_restarts_reset_timeout() -> None:
+    breaker, clock = open_breaker(reset_timeout=10.0)
+    clock.advance(25.0)
+    assert breaker.allow()
+    clock.advance(3.0)
+    breaker.record_failure()
+    assert breaker.state == "open"
+    assert breaker.retry_after == 10.0
+
+
+def test_reset_closes_and_clears_the_count() -> None:
+    breaker, _ = make(failure_threshold=2)
+    breaker.record_failure()
+    breaker.trip()
+    breaker.reset()
+    assert breaker.state == "closed"
+    assert breaker.failure_count == 0
+    assert breaker.allow()
+
+
+def test_trip_forces_it_open_from_any_state() -> None:
+    breaker, clock = make(reset_timeout=5.0)
+    breaker.trip()
+    assert breaker.state == "open"
+    clock.advance(5.0)
+    assert breaker.state == "half_open"
+    breaker.trip()
+    assert breaker.state == "open"
+    assert breaker.retry_after == 5.0
+
+
+def test_records_while_open_change_nothing() -> None:
+    breaker, _ = open_breaker()
+    breaker.record_success()
+    assert breaker.state == "open"
+    breaker.record_failure()
+    assert breaker.retry_after == 10.0
+
+
+# --- configuration ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "argument"),
+    [
+        ({"failure_threshold": 0}, "failure_threshold"),
+        ({"failure_threshold": -1}, "failure_threshold"),
+        ({"reset_timeout": 0.0}, "reset_timeout"),
+        ({"reset_timeout": -1.0}, "reset_timeout"),
+        ({"reset_timeout": math.nan}, "reset_timeout"),
+        ({"reset_timeout": math.inf}, "reset_timeout"),
+        ({"half_open_max_calls": 0}, "half_open_max_calls"),
+        ({"success_threshold": 0}, "success_threshold"),
+        ({"failure_threshold": 2**31}, "failure_threshold"),
+    ],
+)
+def test_bad_settings_raise_value_error_naming_the_argument(
+    options: dict[str, Any], argument: str
+) -> None:
+    with pytest.raises(ValueError, match=argument):
+        rk.CircuitBreaker(**options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"failure_threshold": 2.5},
+        {"failure_threshold": "5"},
+        {"failure_on": 42},
+        {"failure_on": (ValueError, "nope")},
+        {"clock": object()},
+    ],
+)
+def test_wrongly_typed_settings_raise_type_error(options: dict[str, Any]) -> None:
+    with pytest.raises(TypeError):
+        rk.CircuitBreaker(**options)
+
+
+def test_settings_are_readable_and_copy_makes_a_fresh_closed_twin() -> None:
+    predicate = functools.partial(isinstance, __class_or_tuple=ServiceDown)
+    breaker, clock = make(
+        4, 2.5, half_open_max_calls=3, success_threshold=2, failure_on=(ServiceDown, OSError)
+    )
+    assert breaker.failure_threshold == 4
+    assert breaker.reset_timeout == 2.5
+    assert breaker.half_open_max_calls == 3
+    assert breaker.success_threshold == 2
+    assert breaker.failure_on == (ServiceDown, OSError)
+    assert breaker.clock is clock
+    breaker.trip()
+    twin = breaker.copy()
+    assert type(twin) is rk.CircuitBreaker
+    assert twin.state == "closed"
+    assert (twin.failure_threshold, twin.reset_timeout, twin.failure_on, twin.clock) == (
+        4,
+        2.5,
+        (ServiceDown, OSError),
+        clock,
+    )
+    assert rk.CircuitBreaker(failure_on=predicate).failure_on is predicate
+    assert rk.CircuitBreaker().failure_on is None
+
+
+def test_repr_shows_the_configuration_and_state() -> None:
+    breaker, _ = make(3, 2.0)
+    assert repr(breaker) == (
+        "CircuitBreaker(failure_threshold=3, reset_timeout=2.0, half_open_max_calls=1, "
+        "success_threshold=1, failure_on=None, state='closed')"
+    )
+
+
+# --- the state machine against a model of SPEC section 4 --------------------
+
+
+class SpecModel:
+    """SPEC section 4, written as plainly as possible, for manual outcomes."""
+
+    def __init__(self, threshold: int, timeout: float, max_calls: int, successes: int) -> None:
+        self.threshold, self.timeout = threshold, timeout
+        self.max_calls, self.successes_needed = max_calls, successes
+        self.state = "closed"
+        self.failures = 0
+        self.opened_at = 0.0
+        self.in_flight = 0
+        self.successes = 0
+
+    def look(self, now: float) -> str:
+        if self.state == "open" and now >= self.opened_at + self.timeout:
+            self.state, self.in_flight, self.successes = "half_open", 0, 0
+        return self.state
+
+    def open(self, now: float) -> None:
+        self.state, self.opened_at, self.in_flight, self.successes = "open", now, 0, 0
+
+    def allow(self, now: float) -> bool:
+        state = self.look(now)
+        if state == "closed":
+            return True
+        if state == "half_open" and self.in_flight < self.max_calls:
+            self.in_flight += 1
+            return True
+        return False
+
+    def success(self, now: float) -> None:
+        state = self.look(now)
+        if state == "closed":
+            self.failures = 0
+        elif state == "half_open":
+            self.in_flight = max(0, self.in_flight - 1)
+            self.successes += 1
+            if self.successes >= self.successes_needed:
+                self.state, self.failures = "closed", 0
+
+    def failure(self, now: float) -> None:
+        state = self.look(now)
+        if state == "closed":
+            self.failures += 1
+            if self.failures >= self.threshold:
+                self.open(now)
+        elif state == "half_open":
+            self.failures += 1
+            self.open(now)
+
+
+class BreakerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.breaker: Optional[rk.CircuitBreaker] = None
+
+    @precondition(lambda self: self.breaker is None)
+    @rule(
+        threshold=st.integers(1, 4),
+        timeout=st.sampled_from([1.0, 2.5, 10.0]),
+        max_calls=st.integers(1, 3),
+        successes=st.integers(1, 3),
+    )
+    def build(self, threshold: int, timeout: float, max_calls: int, successes: int) -> None:
+        self.clock = rk.ManualClock()
+        self.breaker = rk.CircuitBreaker(
+            threshold,
+            timeout,
+            half_open_max_calls=max_calls,
+            success_threshold=successes,
+            clock=self.clock,
+        )
+        self.model = SpecModel(threshold, timeout, max_calls, successes)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    @precondition(lambda self: self.breaker is not None)
+    @rule()
+    def allow(self) -> None:
+        assert self.breaker is not None
+        assert self.breaker.allow() == self.model.allow(self.now())
+
+    @precondition(lambda self: self.breaker is not None)
+    @rule()
+    def success(self) -> None:
+        assert self.breaker is not None
+        self.breaker.record_success()
+        self.model.success(self.now())
+
+    @precondition(lambda self: self.breaker is not None)
+    @rule()
+    def failure(self) -> None:
+        assert self.breaker is not None
+        self.breaker.record_failure()
+        self.model.failure(self.now())
+
+    @precondition(lambda self: self.breaker is not None)
+    @rule(ok=st.booleans())
+    def call(self, ok: bool) -> None:
+        assert self.breaker is not None
+        allowed = self.model.allow(self.now())
+        try:
+            self.breaker.call(int) if ok else self.breaker.call(fail, ServiceDown())
+        except rk.CircuitOpenError:
+            assert not allowed
+            return
+        except ServiceDown:
+            pass
+        assert allowed
+        (self.model.success if ok else self.model.failure)(self.now())
+
+    @precondition(lambda self: self.breaker is not None)
+    @rule(seconds=st.sampled_from([0.5, 1.0, 2.5, 10.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @precondition(lambda self: self.breaker is not None)
+    @rule()
+    def trip(self) -> None:
+        assert self.breaker is not None
+        self.breaker.trip()
+        self.model.look(self.now())
+        self.model.open(self.now())
+
+    @precondition(lambda self: self.breaker is not None)
+    @rule()
+    def reset(self) -> None:
+        assert self.breaker is not None
+        self.breaker.reset()
+        self.model.state, self.model.failures = "closed", 0
+        self.model.in_flight = self.model.successes = 0
+
+    @invariant()
+    def agrees_with_the_model(self) -> None:
+        if self.breaker is None:
+            return
+        now = self.now()
+        assert self.breaker.state == self.model.look(now)
+        expected_wait = (
+            max(0.0, self.model.opened_at + self.model.timeout - now)
+            if self.model.state == "open"
+            else 0.0
+        )
+        assert self.breaker.retry_after == pytest.approx(expected_wait)
+        if self.model.state == "closed":
+            assert self.breaker.failure_count == self.model.failures
+
+
+BreakerMachine.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_breaker_follows_the_spec_for_any_sequence_of_outcomes = BreakerMachine.TestCase
