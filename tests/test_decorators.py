@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-
 import ratekeeper as rk
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+import ratekeeper as rk
 from scripted_server import (
     ScriptedServer,
     error,
@@ -16,8 +17,6 @@ from scripted_server import (
     rate_limited,
     slow,
 )
-
-import ratekeeper as rk
 
 MESSAGES = [{"role": "user", "content": "x" * 400}]  # about 100 tokens
 

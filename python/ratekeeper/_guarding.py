@@ -34,7 +34,7 @@ def make_limiter(
 ) -> Any:
     """``limiter`` itself, or a new ``rk.Limiter`` from the shorthand budgets (not both)."""
     shorthand = {"rpm": rpm, "tpm": tpm, "concurrency": concurrency}
-    given = {name: value for name, value in shorthand.items() if value is not None}
+    given: dict[str, Any] = {name: value for name, value in shorthand.items() if value is not None}
     if limiter is not None:
         if given:
             raise ValueError(f"give limiter= or the budgets ({', '.join(given)}), not both")

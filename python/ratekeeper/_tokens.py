@@ -95,10 +95,9 @@ def from_usage(usage: Any) -> Optional[Tokens]:
     """
     if usage is None:
         return None
+
     def get(name: str) -> Any:
-        if isinstance(usage, dict):
-            return usage.get(name)
-        return getattr(usage, name, None)
+        return usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
 
     prompt = get("prompt_tokens")
     if prompt is not None:

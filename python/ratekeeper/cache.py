@@ -172,7 +172,7 @@ class ResponseCache:
                 flight.done.set()
 
     async def get_or_call_async(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
-        """The stored answer for ``key``, else ``await call()``'s, shared with tasks asking meanwhile.
+        """The stored answer for ``key``, else ``await call()``'s, shared with waiting tasks.
 
         >>> # await cache.get_or_call_async(key, lambda: client.chat.completions.create(...))
         """

@@ -38,7 +38,8 @@ def _token_counter(tokens: Tokens) -> tuple[int, Optional[Callable[..., int]]]:
     if callable(tokens):
         return 0, tokens
     raise TypeError(
-        f"tokens must be an int >= 0 or a callable of the call's arguments, got {type(tokens).__name__}"
+        "tokens must be an int >= 0 or a callable of the call's arguments, "
+        f"got {type(tokens).__name__}"
     )
 
 

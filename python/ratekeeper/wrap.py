@@ -146,9 +146,9 @@ class _Wrapping:
             self.limiter.update_from_headers(headers)
 
     def adopt_error(self, exc: BaseException) -> None:
-        # A 429's wait belongs to the retry (which pauses the limiter only when
-        # it will retry) or to that model's sit-out; adopting its retry-after
-        # here would pause every model for one model's limit.
+        # A 429's wait is applied by the retry step (a pause while retrying;
+        # a sit-out for that model when giving up): adopting its headers here
+        # would pause every model for a wait only one of them was given.
         if is_rate_limited(exc):
             return
         response = getattr(exc, "response", None)
@@ -227,7 +227,8 @@ def wrap(
     """
     if not callable(getattr(client, "with_options", None)):
         raise TypeError(
-            f"wrap takes an openai or anthropic client (with with_options), got {type(client).__name__}"
+            "wrap takes an openai or anthropic client (with with_options), "
+            f"got {type(client).__name__}"
         )
     if isinstance(fallback_models, str):
         raise TypeError("fallback_models must be a sequence of model names, not one string")
