@@ -9,3 +9,4 @@ pub mod limit;
 
 pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};
+pub mod redis;

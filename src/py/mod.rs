@@ -8,10 +8,12 @@ mod bucket;
 mod clock;
 mod errors;
 mod protocol;
+mod redis;
 
 /// Adds every class to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<bucket::TokenBucket>()?;
+    redis::register(m)?;
     Ok(())
 }
