@@ -9,12 +9,15 @@ from __future__ import annotations
 from ._core import ManualClock
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .limiters import TokenBucket
+from .redis import RedisBackend, RedisTokenBucket
 
 __all__ = [
     "CircuitOpenError",
     "ManualClock",
     "RateLimitError",
     "RateLimitTimeout",
+    "RedisBackend",
+    "RedisTokenBucket",
     "RetryError",
     "TokenBucket",
 ]

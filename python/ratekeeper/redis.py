@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from . import _core
 
-__all__ = ["RedisBackend", "RedisTokenBucket"]
+__all__ = ["RedisBackend", "RedisBudgets", "RedisTokenBucket"]
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
@@ -95,3 +95,34 @@ class RedisTokenBucket(_core.RedisTokenBucket):
         tb: Optional[TracebackType],
     ) -> None:
         return None
+
+
+class RedisBudgets(_core.RedisBudgets):
+    """Budgets of one limiter (rpm, tpm, ...) shared through Redis, charged all or none.
+
+    The engine of a Redis-backed ``Limiter``; every method takes one amount per budget.
+
+    >>> budgets = RedisBudgets(backend, "team-a", [("rpm", 10.0, 600.0)])  # doctest: +SKIP
+    """
+
+    __slots__ = ()
+
+    async def acquire_async(self, amounts: list[float], timeout: Optional[float] = None) -> bool:
+        """Waits on the running loop until every budget grants its amount.
+
+        >>> await budgets.acquire_async([1, 500])  # doctest: +SKIP
+        """
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[tuple[float, int]] = loop.create_future()
+        self._reserve_into(amounts, timeout, loop.call_soon_threadsafe, _resolve, reply)
+        wait, source = await reply
+        if wait == 0.0:
+            return True
+        if wait < 0.0:
+            return False
+        try:
+            await asyncio.sleep(wait)
+        except BaseException:
+            self._cancel(amounts, source)
+            raise
+        return True

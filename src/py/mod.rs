@@ -9,6 +9,7 @@ mod clock;
 mod errors;
 mod protocol;
 mod redis;
+mod redis_ops;
 
 /// Adds every class to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,78 +1,17 @@
-//! `RedisBackend` and `RedisTokenBucket`: the bindings of `core::redis`.
-//!
-//! Sync calls run the core's future on the shared tokio runtime with the GIL
-//! released; async calls hand it to pyo3-async-runtimes, which resolves an
-//! asyncio future on the caller's loop. Health changes (an outage starting or
-//! ending) are logged here, once each, on the "ratekeeper" logger.
+//! `RedisBackend`, `RedisTokenBucket` and `RedisBudgets`: the bindings of
+//! `core::redis`. The protocol itself is written once in `redis_ops`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::redis::{script, Budget, Decision, Event, OnError, SharedGcra, Source, Store, Target};
+use crate::core::redis::{script, Budget, Decision, OnError, SharedGcra, Store, Target};
 use crate::core::Nanos;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use super::errors::{check_positive, check_timeout, config_error, rate_limit_error};
-
-/// How long a blocked thread sleeps before it looks for Ctrl-C.
-const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
-
-fn runtime() -> tokio::runtime::Handle {
-    pyo3_async_runtimes::tokio::get_runtime().handle().clone()
-}
-
-/// Logs a change of the backend's health on the "ratekeeper" logger.
-fn log_event(py: Python<'_>, event: &Event, on_error: OnError) {
-    let (level, message) = match event {
-        Event::None => return,
-        Event::WentDown(cause) => {
-            let fallback = match on_error {
-                OnError::Local => "limiting in process until it is back",
-                OnError::Allow => "letting every request through until it is back",
-                OnError::Deny => "refusing every request until it is back",
-            };
-            (
-                "warning",
-                format!("ratekeeper: Redis is unreachable ({cause}); on_error='{}': {fallback}", on_error.as_str()),
-            )
-        }
-        Event::CameBack => ("info", "ratekeeper: Redis is reachable again; limits are shared again".to_owned()),
-    };
-    // Logging must never break a limiter: a failure to log is dropped.
-    let _ = py
-        .import("logging")
-        .and_then(|logging| logging.call_method1("getLogger", ("ratekeeper",)))
-        .and_then(|logger| logger.call_method1(level, (message,)));
-}
-
-/// Hands `value` (or the exception) to `resolve(future, value)` on the
-/// future's own loop. The loop may be closed by now; then nobody waits.
-fn deliver(py: Python<'_>, call_soon_threadsafe: &Py<PyAny>, resolve: Py<PyAny>, future: Py<PyAny>, value: PyResult<Py<PyAny>>) {
-    let value = value.unwrap_or_else(|err| err.into_value(py).into_any());
-    let _ = call_soon_threadsafe.call1(py, (resolve, future, value));
-}
-
-fn denied(py: Python<'_>) -> PyErr {
-    rate_limit_error(py, "Redis is unreachable and on_error='deny': request refused".to_owned())
-}
-
-fn source_code(source: Source) -> u8 {
-    match source {
-        Source::Redis => 0,
-        Source::Local => 1,
-        Source::Open => 2,
-    }
-}
-
-fn source_from(code: u8) -> Source {
-    match code {
-        0 => Source::Redis,
-        1 => Source::Local,
-        _ => Source::Open,
-    }
-}
+use super::errors::{check_positive, check_timeout, config_error};
+use super::redis_ops as ops;
 
 /// Where Redis-backed limiters keep their shared state.
 ///
@@ -120,7 +59,7 @@ impl RedisBackend {
                 url.get_type().name()?
             )));
         };
-        let store = Store::new(target, timeout, runtime()).map_err(config_error)?;
+        let store = Store::new(target, timeout, ops::runtime()).map_err(config_error)?;
         Ok(RedisBackend {
             store: Arc::new(store),
             prefix,
@@ -191,33 +130,6 @@ pub struct RedisTokenBucket {
     key: String,
 }
 
-impl RedisTokenBucket {
-    fn decide(&self, py: Python<'_>, n: f64, max_wait: Option<Nanos>, now_us: Option<u64>) -> PyResult<Decision> {
-        let shared = &self.shared;
-        let (decision, event) = py.detach(|| shared.store().block_on(shared.acquire(&[n], max_wait, now_us)))?;
-        log_event(py, &event, shared.on_error());
-        Ok(decision)
-    }
-
-    /// Sleeps `wait` with the GIL released, checking for Ctrl-C; on an
-    /// interrupt the reservation goes back to whoever granted it.
-    fn sleep(&self, py: Python<'_>, n: f64, wait: Nanos, source: Source) -> PyResult<()> {
-        let deadline = std::time::Instant::now() + Duration::from_nanos(wait.0);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            py.detach(|| std::thread::sleep(left.min(SIGNAL_CHECK_INTERVAL)));
-            if let Err(err) = py.check_signals() {
-                let shared = &self.shared;
-                py.detach(|| shared.store().block_on(shared.refund(&[n], source)));
-                return Err(err);
-            }
-        }
-    }
-}
-
 #[pymethods]
 impl RedisTokenBucket {
     #[new]
@@ -234,58 +146,22 @@ impl RedisTokenBucket {
     /// Takes `n` units now if the shared bucket has them; never waits.
     #[pyo3(signature = (n=1.0))]
     fn try_acquire(&self, py: Python<'_>, n: f64) -> PyResult<bool> {
-        Ok(matches!(self.decide(py, n, Some(Nanos::ZERO), None)?, Decision::Granted { .. }))
+        ops::try_acquire(py, &self.shared, &[n])
     }
 
     /// Waits (GIL released) until `n` units are granted; `False` at once,
     /// taking nothing, when the wait would exceed `timeout`.
     #[pyo3(signature = (n=1.0, timeout=None))]
     fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
-        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
-        match self.decide(py, n, max_wait, None)? {
-            Decision::Granted { wait, source, .. } => {
-                self.sleep(py, n, wait, source)?;
-                Ok(true)
-            }
-            Decision::Refused { .. } => Ok(false),
-            Decision::Denied => Err(denied(py)),
-        }
+        ops::acquire(py, &self.shared, &[n], timeout)
     }
 
     /// Seconds until `n` units would be granted; 0.0 when now.
     #[pyo3(signature = (n=1.0))]
     fn wait_time(&self, py: Python<'_>, n: f64) -> PyResult<f64> {
-        let shared = &self.shared;
-        let (wait, event) = py.detach(|| shared.store().block_on(shared.wait_time(&[n])))?;
-        log_event(py, &event, shared.on_error());
-        Ok(wait.as_secs_f64())
+        ops::wait_time(py, &self.shared, &[n])
     }
 
-    /// `await _reserve_async(n, timeout)` -> `(wait, source)`: `wait` 0.0 when
-    /// granted now, -1.0 when refused (nothing taken), else the seconds to
-    /// sleep before the reserved units are due; `source` goes to `_cancel`.
-    #[pyo3(signature = (n=1.0, timeout=None))]
-    fn _reserve_async<'py>(&self, py: Python<'py>, n: f64, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
-        self.shared.check(&[n])?;
-        let shared = self.shared.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let (decision, event) = shared.acquire(&[n], max_wait, None).await?;
-            if event != Event::None {
-                Python::attach(|py| log_event(py, &event, shared.on_error()));
-            }
-            match decision {
-                Decision::Granted { wait, source, .. } => Ok((wait.as_secs_f64(), source_code(source))),
-                Decision::Refused { .. } => Ok((-1.0, 0)),
-                Decision::Denied => Err(Python::attach(denied)),
-            }
-        })
-    }
-
-    /// `_reserve_into(n, timeout, call_soon_threadsafe, resolve, future)`:
-    /// the reply of `_reserve_async` delivered by calling
-    /// `call_soon_threadsafe(resolve, future, (wait, source) or exception)`
-    /// from the runtime's thread: a lighter bridge than a wrapped future.
     #[pyo3(signature = (n, timeout, call_soon_threadsafe, resolve, future))]
     fn _reserve_into(
         &self,
@@ -295,34 +171,9 @@ impl RedisTokenBucket {
         resolve: Py<PyAny>,
         future: Py<PyAny>,
     ) -> PyResult<()> {
-        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
-        self.shared.check(&[n])?;
-        let shared = self.shared.clone();
-        self.shared.store().runtime().spawn(async move {
-            let outcome = shared.acquire(&[n], max_wait, None).await;
-            Python::attach(|py| {
-                let value = match outcome {
-                    Ok((decision, event)) => {
-                        log_event(py, &event, shared.on_error());
-                        match decision {
-                            Decision::Granted { wait, source, .. } => (wait.as_secs_f64(), source_code(source))
-                                .into_pyobject(py)
-                                .map(|t| t.into_any().unbind()),
-                            Decision::Refused { .. } => (-1.0, 0u8).into_pyobject(py).map(|t| t.into_any().unbind()),
-                            Decision::Denied => Err(denied(py)),
-                        }
-                    }
-                    Err(err) => Err(PyErr::from(err)),
-                };
-                deliver(py, &call_soon_threadsafe, resolve, future, value);
-            });
-        });
-        Ok(())
+        ops::reserve_into(&self.shared, vec![n], timeout, call_soon_threadsafe, resolve, future)
     }
 
-    /// `_check_into(n, call_soon_threadsafe, resolve, future)`: a try-acquire
-    /// that also reports what rate-limit headers need, delivered like
-    /// `_reserve_into` as `(granted, wait, remaining, full_in)`.
     fn _check_into(
         &self,
         n: f64,
@@ -330,36 +181,31 @@ impl RedisTokenBucket {
         resolve: Py<PyAny>,
         future: Py<PyAny>,
     ) -> PyResult<()> {
-        self.shared.check(&[n])?;
-        let shared = self.shared.clone();
-        self.shared.store().runtime().spawn(async move {
-            let outcome = shared.acquire(&[n], Some(Nanos::ZERO), None).await;
-            let rule = *shared.budgets()[0].rule();
-            Python::attach(|py| {
-                let value = match outcome {
-                    Ok((decision, event)) => {
-                        log_event(py, &event, shared.on_error());
-                        let headers = match decision {
-                            Decision::Granted { remaining, full_in, .. } => (true, 0.0, remaining, full_in.as_secs_f64()),
-                            Decision::Refused { wait } => (false, wait.as_secs_f64(), 0.0, rule.tau().as_secs_f64()),
-                            Decision::Denied => (false, 1.0, 0.0, rule.tau().as_secs_f64()),
-                        };
-                        headers.into_pyobject(py).map(|t| t.into_any().unbind())
-                    }
-                    Err(err) => Err(PyErr::from(err)),
-                };
-                deliver(py, &call_soon_threadsafe, resolve, future, value);
-            });
-        });
-        Ok(())
+        ops::check_into(&self.shared, vec![n], call_soon_threadsafe, resolve, future)
     }
 
-    /// Gives back a reservation an async waiter abandoned (in the background).
     fn _cancel(&self, n: f64, source: u8) {
+        ops::cancel(&self.shared, vec![n], source)
+    }
+
+    /// `await _reserve_async(n, timeout)` -> `(wait, source)`: the same as
+    /// `_reserve_into` through pyo3-async-runtimes (kept for the benchmark).
+    #[pyo3(signature = (n=1.0, timeout=None))]
+    fn _reserve_async<'py>(&self, py: Python<'py>, n: f64, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        self.shared.check(&[n])?;
         let shared = self.shared.clone();
-        self.shared.store().runtime().spawn(async move {
-            shared.refund(&[n], source_from(source)).await;
-        });
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let (decision, event) = shared.acquire(&[n], max_wait, None).await?;
+            if event != crate::core::redis::Event::None {
+                Python::attach(|py| ops::log_event(py, &event, shared.on_error()));
+            }
+            match decision {
+                Decision::Granted { wait, .. } => Ok((wait.as_secs_f64(), 0u8)),
+                Decision::Refused { .. } => Ok((-1.0, 0u8)),
+                Decision::Denied => Err(Python::attach(ops::denied)),
+            }
+        })
     }
 
     /// `_acquire_at(n, now_us, timeout)`: an acquire at a fixed server time in
@@ -368,10 +214,10 @@ impl RedisTokenBucket {
     #[pyo3(signature = (n, now_us, timeout=None))]
     fn _acquire_at(&self, py: Python<'_>, n: f64, now_us: u64, timeout: Option<f64>) -> PyResult<f64> {
         let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
-        Ok(match self.decide(py, n, max_wait, Some(now_us))? {
+        Ok(match ops::decide(py, &self.shared, &[n], max_wait, Some(now_us))? {
             Decision::Granted { wait, .. } => wait.as_secs_f64(),
             Decision::Refused { .. } => -1.0,
-            Decision::Denied => return Err(denied(py)),
+            Decision::Denied => return Err(ops::denied(py)),
         })
     }
 
@@ -386,18 +232,13 @@ impl RedisTokenBucket {
     /// Gives `n` units back to the shared bucket, never above capacity.
     fn refund(&self, py: Python<'_>, n: f64) -> PyResult<()> {
         check_positive("n", n)?;
-        let n = n.min(self.capacity());
-        let shared = &self.shared;
-        let event = py.detach(|| shared.store().block_on(shared.refund(&[n], Source::Redis)));
-        log_event(py, &event, shared.on_error());
+        ops::refund(py, &self.shared, &[n.min(self.capacity())]);
         Ok(())
     }
 
     /// Back to full, for every process sharing the key.
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
-        let shared = &self.shared;
-        py.detach(|| shared.store().block_on(shared.reset()))
-            .map_err(|err| rate_limit_error(py, format!("could not reset: {}", err.0)))
+        ops::reset(py, &self.shared)
     }
 
     #[getter]
@@ -421,7 +262,7 @@ impl RedisTokenBucket {
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        slf.get().acquire(slf.py(), 1.0, None)?;
+        ops::acquire(slf.py(), &slf.get().shared, &[1.0], None)?;
         Ok(slf)
     }
 
@@ -440,10 +281,109 @@ impl RedisTokenBucket {
     }
 }
 
+/// Several budgets of one limiter (rpm, tpm, ...) shared through Redis and
+/// charged together, all or nothing, by one script call: the engine of a
+/// Redis-backed `Limiter`. Every method takes one amount per budget.
+///
+/// >>> budgets = RedisBudgets(backend, "team-a", [("rpm", 10.0, 600.0), ("tpm", 1e3, 6e4)])
+#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "RedisBudgets")]
+pub struct RedisBudgets {
+    shared: Arc<SharedGcra>,
+    key: String,
+}
+
+impl RedisBudgets {
+    fn amounts(&self, amounts: Vec<f64>) -> PyResult<Vec<f64>> {
+        let expected = self.shared.budgets().len();
+        if amounts.len() != expected {
+            return Err(PyValueError::new_err(format!(
+                "amounts must hold one number per budget ({expected}), got {}",
+                amounts.len()
+            )));
+        }
+        if amounts.iter().all(|&n| n == 0.0) {
+            return Err(PyValueError::new_err("amounts must not all be 0"));
+        }
+        Ok(amounts)
+    }
+}
+
+#[pymethods]
+impl RedisBudgets {
+    #[new]
+    #[pyo3(signature = (backend, key, budgets))]
+    fn new(backend: Bound<'_, RedisBackend>, key: String, budgets: Vec<(String, f64, f64)>) -> PyResult<Self> {
+        if budgets.is_empty() {
+            return Err(PyValueError::new_err("budgets must not be empty"));
+        }
+        let named: Vec<(&str, f64, f64)> = budgets.iter().map(|(name, rate, cap)| (name.as_str(), *rate, *cap)).collect();
+        let shared = backend.get().shared(&key, &named)?;
+        Ok(RedisBudgets {
+            shared: Arc::new(shared),
+            key,
+        })
+    }
+
+    fn try_acquire(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<bool> {
+        ops::try_acquire(py, &self.shared, &self.amounts(amounts)?)
+    }
+
+    #[pyo3(signature = (amounts, timeout=None))]
+    fn acquire(&self, py: Python<'_>, amounts: Vec<f64>, timeout: Option<f64>) -> PyResult<bool> {
+        ops::acquire(py, &self.shared, &self.amounts(amounts)?, timeout)
+    }
+
+    fn wait_time(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<f64> {
+        ops::wait_time(py, &self.shared, &self.amounts(amounts)?)
+    }
+
+    fn refund(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<()> {
+        ops::refund(py, &self.shared, &self.amounts(amounts)?);
+        Ok(())
+    }
+
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        ops::reset(py, &self.shared)
+    }
+
+    fn _reserve_into(
+        &self,
+        amounts: Vec<f64>,
+        timeout: Option<f64>,
+        call_soon_threadsafe: Py<PyAny>,
+        resolve: Py<PyAny>,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
+        let amounts = self.amounts(amounts)?;
+        ops::reserve_into(&self.shared, amounts, timeout, call_soon_threadsafe, resolve, future)
+    }
+
+    fn _cancel(&self, amounts: Vec<f64>, source: u8) {
+        ops::cancel(&self.shared, amounts, source)
+    }
+
+    /// The budgets' names, in the order amounts are given.
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        let prefix_len = self.shared.budgets()[0].key().rfind("}:").map_or(0, |i| i + 2);
+        self.shared.budgets().iter().map(|b| b.key()[prefix_len..].to_owned()).collect()
+    }
+
+    #[getter]
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn __repr__(&self) -> String {
+        format!("RedisBudgets(key={:?}, budgets={:?})", self.key, self.names())
+    }
+}
+
 /// Adds the Redis classes to `ratekeeper._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RedisBackend>()?;
     m.add_class::<RedisTokenBucket>()?;
+    m.add_class::<RedisBudgets>()?;
     m.add("REDIS_GCRA_SCRIPT", script::GCRA_SCRIPT)?;
     Ok(())
 }
