@@ -38,7 +38,7 @@ impl RedisBackend {
         let on_error = OnError::parse(&on_error).map_err(config_error)?;
         let timeout = Duration::from_secs_f64(check_positive("timeout", timeout)?.min(3600.0));
         let (target, shown) = if let Ok(text) = url.extract::<String>() {
-            let shown = text.clone();
+            let shown = format!("'{text}'");
             if cluster {
                 (Target::Cluster(vec![text]), shown)
             } else {
@@ -51,7 +51,8 @@ impl RedisBackend {
             if nodes.is_empty() {
                 return Err(PyValueError::new_err("url: the list of cluster nodes is empty"));
             }
-            let shown = format!("{nodes:?}");
+            let quoted: Vec<String> = nodes.iter().map(|n| format!("'{n}'")).collect();
+            let shown = format!("[{}]", quoted.join(", "));
             (Target::Cluster(nodes), shown)
         } else {
             return Err(PyTypeError::new_err(format!(
@@ -97,7 +98,7 @@ impl RedisBackend {
 
     fn __repr__(&self) -> String {
         format!(
-            "RedisBackend({}, prefix={:?}, on_error={:?}, timeout={})",
+            "RedisBackend({}, prefix='{}', on_error='{}', timeout={:?})",
             self.url,
             self.prefix,
             self.on_error.as_str(),
@@ -273,7 +274,7 @@ impl RedisTokenBucket {
 
     fn __repr__(&self) -> String {
         format!(
-            "RedisTokenBucket(key={:?}, rate={:?}, capacity={:?})",
+            "RedisTokenBucket(key='{}', rate={:?}, capacity={:?})",
             self.key,
             self.rate(),
             self.capacity()
@@ -375,7 +376,7 @@ impl RedisBudgets {
     }
 
     fn __repr__(&self) -> String {
-        format!("RedisBudgets(key={:?}, budgets={:?})", self.key, self.names())
+        format!("RedisBudgets(key='{}', budgets={:?})", self.key, self.names())
     }
 }
 

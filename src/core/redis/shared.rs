@@ -130,8 +130,11 @@ impl SharedGcra {
     }
 
     /// Checks one amount per budget: each finite, >= 0 and within capacity.
-    /// A zero amount leaves its budget alone.
+    /// A zero amount leaves its budget alone, but not every amount may be 0.
     pub fn check(&self, amounts: &[f64]) -> Result<(), LimitError> {
+        if amounts.len() != self.budgets.len() || amounts.iter().all(|&n| n == 0.0) {
+            return Err(LimitError::NotPositive(amounts.first().copied().unwrap_or(0.0)));
+        }
         for (budget, &n) in self.budgets.iter().zip(amounts) {
             if n != 0.0 {
                 check_amount(n, budget.rule.capacity())?;
