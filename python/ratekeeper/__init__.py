@@ -6,18 +6,21 @@ True
 
 from __future__ import annotations
 
-from ._core import ManualClock
+from ._core import ManualClock, RateTracker
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
+from .keyed import KeyedLimiter
 from .limiters import TokenBucket
 from .redis import RedisBackend, RedisTokenBucket
 
 __all__ = [
     "CircuitOpenError",
+    "KeyedLimiter",
     "ManualClock",
     "RateLimitError",
     "RateLimitTimeout",
     "RedisBackend",
     "RedisTokenBucket",
+    "RateTracker",
     "RetryError",
     "TokenBucket",
 ]

@@ -36,3 +36,29 @@ async def sleep_until_due(limiter: Reserving, n: float, due: int) -> None:
         # so that the next waiter does not wait for units nobody uses.
         limiter._cancel(n, due)
         raise
+
+
+class KeyedReserving(Protocol):
+    """What the Rust keyed limiter exposes to this module."""
+
+    def _until(self, due: int) -> float: ...
+    def _cancel(self, key: str, n: float, due: int) -> None: ...
+    def _finish(self, key: str) -> None: ...
+
+
+async def sleep_until_due_keyed(limiter: KeyedReserving, key: str, n: float, due: int) -> None:
+    """Sleeps until ``key``'s reservation ``due``; gives it back if cancelled.
+
+    >>> # await sleep_until_due_keyed(limiter, "user-1", 1, limiter._reserve("user-1", 1, None))
+    """
+    try:
+        await asyncio.sleep(0)
+        left = limiter._until(due)
+        while left > 0.0:
+            await asyncio.sleep(left)
+            left = limiter._until(due)
+    except BaseException:
+        limiter._cancel(key, n, due)
+        raise
+    # The reservation is used: the key may be dropped again once idle.
+    limiter._finish(key)

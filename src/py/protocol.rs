@@ -89,3 +89,26 @@ pub fn until(limit: &impl Limit, due: i64) -> f64 {
 pub fn cancel(limit: &impl Limit, n: f64, due: i64) {
     limit.cancel(n, Nanos(due.max(0) as u64));
 }
+
+/// Sleeps until `due` on `clock` with the GIL released, checking for signals
+/// between slices; for limiters that are not a single `Limit` (the keyed
+/// one), which give their reservation back themselves on an error.
+pub fn wait_on_clock(py: Python<'_>, clock: &crate::core::Clock, due: Nanos) -> PyResult<()> {
+    loop {
+        let reached = py.detach(|| clock.sleep_until(due, SIGNAL_CHECK_INTERVAL));
+        py.check_signals()?;
+        if reached {
+            return Ok(());
+        }
+    }
+}
+
+/// `_until(due)` for a bare clock: see [`until`].
+pub fn until_on_clock(clock: &crate::core::Clock, due: i64) -> f64 {
+    let due = Nanos(due.max(0) as u64);
+    if let crate::core::Clock::Manual(manual) = clock {
+        manual.advance_to(due);
+        return 0.0;
+    }
+    (due - clock.now()).as_secs_f64()
+}

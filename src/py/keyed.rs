@@ -1,0 +1,190 @@
+//! `KeyedLimiter`: the binding of `core::keyed::KeyedLimiter`.
+
+use crate::core::keyed;
+use crate::core::{Nanos, Reservation};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyMapping, PyString};
+
+use super::clock::clock_from;
+use super::errors::{check_timeout, config_error};
+use super::protocol;
+use super::text::borrow_str;
+
+/// One token bucket per key, created on first use, dropped when idle.
+///
+/// The Python class `ratekeeper.KeyedLimiter` subclasses this one and adds
+/// the async methods.
+#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "KeyedLimiter")]
+pub struct KeyedLimiter {
+    inner: keyed::KeyedLimiter,
+}
+
+/// Reads `overrides`: a mapping of `str` key to a `(rate, capacity)` pair.
+fn overrides_from(overrides: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, f64, f64)>> {
+    let Some(obj) = overrides.filter(|o| !o.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let mapping = obj.cast::<PyMapping>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "overrides must be a mapping of key to (rate, capacity), got {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for item in mapping.items()?.iter() {
+        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        let key = key.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "overrides keys must be str, got {}",
+                key.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let key = key.to_cow()?.into_owned();
+        let (rate, capacity): (f64, f64) = value.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "overrides[{key:?}] must be a (rate, capacity) pair of numbers"
+            ))
+        })?;
+        out.push((key, rate, capacity));
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl KeyedLimiter {
+    #[new]
+    #[pyo3(signature = (rate, capacity, *, overrides=None, idle_timeout=600.0, clock=None))]
+    fn new(
+        rate: f64,
+        capacity: f64,
+        overrides: Option<&Bound<'_, PyAny>>,
+        idle_timeout: f64,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let clock = clock_from(clock)?;
+        let overrides = overrides_from(overrides)?;
+        let inner = keyed::KeyedLimiter::new(rate, capacity, overrides, idle_timeout, clock)
+            .map_err(config_error)?;
+        Ok(KeyedLimiter { inner })
+    }
+
+    /// Takes `n` units from `key`'s bucket now if they are available.
+    #[pyo3(signature = (key, n=1.0))]
+    fn try_acquire(&self, key: &Bound<'_, PyAny>, n: f64) -> PyResult<bool> {
+        Ok(self.inner.try_acquire(borrow_str(key, "key")?, n)?)
+    }
+
+    /// Waits (GIL released) until `n` units of `key` are granted; `False` at
+    /// once, taking nothing, when the wait would exceed `timeout`.
+    #[pyo3(signature = (key, n=1.0, timeout=None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        n: f64,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
+        let key = borrow_str(key, "key")?;
+        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        match self.inner.reserve(key, n, max_wait)? {
+            Reservation::Now => Ok(true),
+            Reservation::TooLong(_) => Ok(false),
+            Reservation::At(due) => {
+                let waited = protocol::wait_on_clock(py, self.inner.clock(), due);
+                match waited {
+                    Ok(()) => self.inner.finish(key),
+                    Err(_) => self.inner.cancel(key, n),
+                }
+                waited.map(|()| true)
+            }
+        }
+    }
+
+    /// Seconds until `n` units of `key` would be granted; 0.0 when now.
+    #[pyo3(signature = (key, n=1.0))]
+    fn wait_time(&self, key: &Bound<'_, PyAny>, n: f64) -> PyResult<f64> {
+        Ok(self
+            .inner
+            .wait_time(borrow_str(key, "key")?, n)?
+            .as_secs_f64())
+    }
+
+    #[pyo3(signature = (key, n=1.0, timeout=None))]
+    fn _reserve(&self, key: &Bound<'_, PyAny>, n: f64, timeout: Option<f64>) -> PyResult<i64> {
+        let key = borrow_str(key, "key")?;
+        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        Ok(protocol::encode(self.inner.reserve(key, n, max_wait)?))
+    }
+
+    fn _until(&self, due: i64) -> f64 {
+        protocol::until_on_clock(self.inner.clock(), due)
+    }
+
+    fn _cancel(&self, key: &Bound<'_, PyAny>, n: f64, _due: i64) -> PyResult<()> {
+        self.inner.cancel(borrow_str(key, "key")?, n);
+        Ok(())
+    }
+
+    fn _finish(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner.finish(borrow_str(key, "key")?);
+        Ok(())
+    }
+
+    /// Units available to `key` now (its capacity for a key never seen).
+    fn available(&self, key: &Bound<'_, PyAny>) -> PyResult<f64> {
+        Ok(self.inner.available(borrow_str(key, "key")?))
+    }
+
+    /// Puts `key`'s bucket back to full, or every bucket when `key` is None.
+    #[pyo3(signature = (key=None))]
+    fn reset(&self, key: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        match key.filter(|k| !k.is_none()) {
+            Some(key) => self.inner.reset_key(borrow_str(key, "key")?),
+            None => self.inner.reset(),
+        }
+        Ok(())
+    }
+
+    /// The default rate (keys without an override).
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.inner.rule().rate()
+    }
+
+    /// The default capacity (keys without an override).
+    #[getter]
+    fn capacity(&self) -> f64 {
+        self.inner.rule().capacity()
+    }
+
+    /// Seconds a full bucket stays before it is dropped.
+    #[getter]
+    fn idle_timeout(&self) -> f64 {
+        self.inner.idle_timeout().as_secs_f64()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> bool {
+        // Like a dict: a key of another type is simply not there.
+        borrow_str(key, "key").is_ok_and(|k| self.inner.contains(k))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "KeyedLimiter(rate={:?}, capacity={:?}, idle_timeout={:?})",
+            self.rate(),
+            self.capacity(),
+            self.idle_timeout()
+        )
+    }
+}

@@ -1,0 +1,97 @@
+//! `RateTracker`: the binding of `core::tracker::RateTracker`.
+
+use crate::core::tracker;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::clock::clock_from;
+use super::errors::{check_positive, config_error};
+
+/// Counts requests and tokens per key over the last `window` seconds.
+///
+/// Each key keeps a ring of `slots` time slots (fixed memory, whatever the
+/// request rate), so counts are exact to one slot of `window / slots`
+/// seconds: a record leaves the count between `window - window/slots` and
+/// `window` seconds after it was made. `keys()` lists the keys with requests
+/// in the window; keys with none are dropped.
+///
+/// >>> tracker = RateTracker(60.0); tracker.record("gpt-4o", tokens=120); tracker.requests("gpt-4o")
+/// 1
+#[pyclass(frozen, module = "ratekeeper")]
+pub struct RateTracker {
+    inner: tracker::RateTracker,
+}
+
+#[pymethods]
+impl RateTracker {
+    #[new]
+    #[pyo3(signature = (window=60.0, *, slots=60, clock=None))]
+    fn new(window: f64, slots: i64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let clock = clock_from(clock)?;
+        let slots = usize::try_from(slots).map_err(|_| {
+            config_error(format!("slots must be between 1 and 100000, got {slots}"))
+        })?;
+        let inner = tracker::RateTracker::new(window, slots, clock).map_err(config_error)?;
+        Ok(RateTracker { inner })
+    }
+
+    /// Records one request of `tokens` tokens for `key`.
+    #[pyo3(signature = (key="default", tokens=0))]
+    fn record(&self, key: &str, tokens: i64) -> PyResult<()> {
+        let tokens = u64::try_from(tokens).map_err(|_| {
+            PyValueError::new_err(format!("tokens must be an int >= 0, got {tokens}"))
+        })?;
+        self.inner.record(key, tokens);
+        Ok(())
+    }
+
+    /// Requests recorded for `key` over the window.
+    #[pyo3(signature = (key="default"))]
+    fn requests(&self, key: &str) -> u64 {
+        self.inner.counts(key).0
+    }
+
+    /// Tokens recorded for `key` over the window.
+    #[pyo3(signature = (key="default"))]
+    fn tokens(&self, key: &str) -> u64 {
+        self.inner.counts(key).1
+    }
+
+    /// Whether `key` has made at least `threshold` of `limit` requests in the
+    /// window.
+    #[pyo3(signature = (key, limit, threshold=0.9))]
+    fn should_throttle(&self, key: &str, limit: f64, threshold: f64) -> PyResult<bool> {
+        check_positive("limit", limit)?;
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(PyValueError::new_err(format!(
+                "threshold must be a number in (0, 1], got {threshold}"
+            )));
+        }
+        Ok(self.inner.counts(key).0 as f64 >= limit * threshold)
+    }
+
+    /// The keys with requests in the window, sorted.
+    fn keys(&self) -> Vec<String> {
+        self.inner.keys()
+    }
+
+    /// The window in seconds.
+    #[getter]
+    fn window(&self) -> f64 {
+        self.inner.window().as_secs_f64()
+    }
+
+    /// The number of time slots per window (counts are exact to one slot).
+    #[getter]
+    fn slots(&self) -> usize {
+        self.inner.slots()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RateTracker(window={:?}, slots={})",
+            self.window(),
+            self.slots()
+        )
+    }
+}
