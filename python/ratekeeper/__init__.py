@@ -11,6 +11,7 @@ from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryErr
 from .keyed import KeyedLimiter
 from .limiters import TokenBucket
 from .redis import RedisBackend, RedisTokenBucket
+from . import asgi  # noqa: E402  (rk.asgi.RateLimitMiddleware)
 
 __all__ = [
     "CircuitOpenError",
