@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis as redis_py
-from redis_server import REDIS_CLI, RedisServer, own_redis, unique_key  # noqa: F401
+from redis_server import REDIS_CLI, RedisServer, free_port, own_redis, unique_key  # noqa: F401
 
 import ratekeeper as rk
 from ratekeeper.redis import RedisBudgets
@@ -128,11 +128,19 @@ async def test_a_server_that_never_answers_costs_at_most_the_timeout(
         assert await b.acquire_async(timeout=10) is True
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 < 65536:
+            return port
+
+
 @pytest.fixture
 def cluster() -> Iterator[list[str]]:
     if REDIS_CLI is None or shutil.which("redis-server") is None:
         pytest.skip("redis-cli / redis-server not installed")
-    nodes = [RedisServer(None, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+    nodes = [RedisServer(cluster_port(), "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
              for _ in range(3)]  # fmt: skip
     for node in nodes:
         node.extra = (*node.extra, "--cluster-config-file", f"{node.dir}/nodes.conf")

@@ -89,7 +89,7 @@ pub fn decide(
     now_us: Option<u64>,
 ) -> PyResult<Decision> {
     let (decision, event) =
-        py.detach(|| shared.store().block_on(shared.acquire(amounts, max_wait, now_us)))?;
+        py.detach(|| shared.acquire_blocking(amounts, max_wait, now_us))?;
     log_event(py, &event, shared.on_error());
     Ok(decision)
 }

@@ -181,7 +181,25 @@ impl SharedGcra {
     ) -> Result<(Decision, Event), LimitError> {
         self.check(amounts)?;
         let (reply, event) = self.call(Mode::Acquire, amounts, max_wait, now_us).await;
-        let decision = match reply {
+        Ok((self.interpret(reply, amounts, max_wait), event))
+    }
+
+    /// `acquire` on the calling thread (the sync path).
+    pub fn acquire_blocking(
+        &self,
+        amounts: &[f64],
+        max_wait: Option<Nanos>,
+        now_us: Option<u64>,
+    ) -> Result<(Decision, Event), LimitError> {
+        self.check(amounts)?;
+        let args = arguments(Mode::Acquire, max_wait, now_us, &self.charges(amounts));
+        let (result, event) = self.store.eval_blocking(&self.keys, &args);
+        let reply = result.ok().and_then(|raw| Reply::decode(&raw));
+        Ok((self.interpret(reply, amounts, max_wait), event))
+    }
+
+    fn interpret(&self, reply: Option<Reply>, amounts: &[f64], max_wait: Option<Nanos>) -> Decision {
+        match reply {
             Some(Reply::Refused { wait }) => Decision::Refused { wait },
             Some(Reply::Granted { wait, ahead }) => {
                 let first = &self.budgets[0].rule;
@@ -193,8 +211,7 @@ impl SharedGcra {
                 }
             }
             None => self.fallback(amounts, max_wait),
-        };
-        Ok((decision, event))
+        }
     }
 
     /// Seconds until `amounts` would be granted, from Redis, or from the

@@ -45,6 +45,11 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
+enum BlockingConnection {
+    Single(::redis::Connection),
+    Cluster(::redis::cluster::ClusterConnection),
+}
+
 enum Client_ {
     Single(Client),
     Cluster(ClusterClient),
@@ -55,6 +60,7 @@ pub struct Store {
     runtime: Handle,
     client: Client_,
     connection: Mutex<Option<Connection>>,
+    pool: Mutex<Vec<BlockingConnection>>,
     script: Script,
     timeout: Duration,
     probe_interval: Duration,
@@ -83,6 +89,7 @@ impl Store {
             runtime,
             client,
             connection: Mutex::new(None),
+            pool: Mutex::new(Vec::new()),
             script: Script::new(GCRA_SCRIPT),
             timeout,
             probe_interval: Duration::from_secs(1),
@@ -113,27 +120,29 @@ impl Store {
         self.origin.elapsed().as_nanos() as u64
     }
 
-    /// Runs the script on `keys` with `args`, bounded by the timeout. While
-    /// the backend is down and no probe is due, fails at once.
-    pub async fn eval(&self, keys: &[String], args: &[String]) -> (Result<Vec<i64>, Unavailable>, Event) {
-        if self.is_down() {
-            let now = self.since_origin();
-            let due = self.next_probe.load(Ordering::Acquire);
-            // One caller wins the probe; the others fall back without waiting.
-            let probe = now >= due
-                && self
-                    .next_probe
-                    .compare_exchange(due, now + self.probe_interval.as_nanos() as u64, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-            if !probe {
-                return (Err(Unavailable("Redis is down; waiting to probe it again".into())), Event::None);
-            }
+    /// While down, whether this call may probe Redis: one caller per
+    /// `probe_interval` wins; the others fall back without waiting.
+    fn admit(&self) -> bool {
+        if !self.is_down() {
+            return true;
         }
-        let result = match tokio::time::timeout(self.timeout, self.run(keys, args)).await {
-            Ok(result) => result,
-            Err(_) => Err(Unavailable(format!("no answer from Redis within {:?}", self.timeout))),
-        };
-        let event = match &result {
+        let now = self.since_origin();
+        let due = self.next_probe.load(Ordering::Acquire);
+        now >= due
+            && self
+                .next_probe
+                .compare_exchange(
+                    due,
+                    now + self.probe_interval.as_nanos() as u64,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    /// Records a call's outcome in the backend's health.
+    fn record(&self, result: &Result<Vec<i64>, Unavailable>) -> Event {
+        match result {
             Ok(_) if self.down.swap(false, Ordering::AcqRel) => Event::CameBack,
             Ok(_) => Event::None,
             Err(Unavailable(cause)) => {
@@ -147,8 +156,81 @@ impl Store {
                     Event::WentDown(cause.clone())
                 }
             }
+        }
+    }
+
+    fn skipped() -> (Result<Vec<i64>, Unavailable>, Event) {
+        (
+            Err(Unavailable("Redis is down; waiting to probe it again".into())),
+            Event::None,
+        )
+    }
+
+    /// Runs the script on `keys` with `args`, bounded by the timeout. While
+    /// the backend is down and no probe is due, fails at once.
+    pub async fn eval(&self, keys: &[String], args: &[String]) -> (Result<Vec<i64>, Unavailable>, Event) {
+        if !self.admit() {
+            return Self::skipped();
+        }
+        let result = match tokio::time::timeout(self.timeout, self.run(keys, args)).await {
+            Ok(result) => result,
+            Err(_) => Err(Unavailable(format!("no answer from Redis within {:?}", self.timeout))),
         };
+        let event = self.record(&result);
         (result, event)
+    }
+
+    /// `eval` on the calling thread over a blocking connection from a small
+    /// pool: one write and one read, no hop through the runtime's threads
+    /// (the sync path; the caller has released the GIL).
+    pub fn eval_blocking(&self, keys: &[String], args: &[String]) -> (Result<Vec<i64>, Unavailable>, Event) {
+        if !self.admit() {
+            return Self::skipped();
+        }
+        let result = self.run_blocking(keys, args);
+        let event = self.record(&result);
+        (result, event)
+    }
+
+    fn run_blocking(&self, keys: &[String], args: &[String]) -> Result<Vec<i64>, Unavailable> {
+        let pooled = self.pool.lock().pop();
+        let mut connection = match pooled {
+            Some(connection) => connection,
+            None => self.connect_blocking()?,
+        };
+        let mut invocation = self.script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let reply = match &mut connection {
+            BlockingConnection::Single(conn) => invocation.invoke(conn),
+            BlockingConnection::Cluster(conn) => invocation.invoke(conn),
+        };
+        match reply {
+            Ok(value) => {
+                // A connection that failed is dropped, not pooled: the next
+                // call connects afresh.
+                self.pool.lock().push(connection);
+                Ok(value)
+            }
+            Err(err) => Err(Unavailable(err.to_string())),
+        }
+    }
+
+    fn connect_blocking(&self) -> Result<BlockingConnection, Unavailable> {
+        let unavailable = |err: ::redis::RedisError| Unavailable(err.to_string());
+        match &self.client {
+            Client_::Single(client) => {
+                let conn = client.get_connection_with_timeout(self.timeout).map_err(unavailable)?;
+                conn.set_read_timeout(Some(self.timeout)).map_err(unavailable)?;
+                conn.set_write_timeout(Some(self.timeout)).map_err(unavailable)?;
+                Ok(BlockingConnection::Single(conn))
+            }
+            Client_::Cluster(client) => client.get_connection().map(BlockingConnection::Cluster).map_err(unavailable),
+        }
     }
 
     /// Runs the script by SHA (loading it on `NOSCRIPT`), connecting first if
