@@ -20,10 +20,9 @@ import tempfile
 import time
 from typing import Any, Callable, Optional
 
+import ratekeeper as rk
 import redis
 import redis.asyncio as aredis
-
-import ratekeeper as rk
 from ratekeeper import _core
 
 HUGE = 10**9

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 
+import ratekeeper as rk
 import redis as redis_py
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
-import ratekeeper as rk
 
 URL = os.environ["RK_TEST_REDIS_URL"]
 PREFIX = os.environ["RK_TEST_PREFIX"]

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import ratekeeper as rk
 import redis as redis_py
 import uvicorn
-from redis_server import free_port, redis_url, unique_key, wait_for_port  # noqa: F401
+from redis_server import free_port, wait_for_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-
-import ratekeeper as rk
 
 
 def serve(app: object) -> Iterator[str]:

@@ -7,12 +7,10 @@ import multiprocessing
 import time
 
 import pytest
+import ratekeeper as rk
 import redis as redis_py
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_server import own_redis, redis_url, unique_key  # noqa: F401
-
-import ratekeeper as rk
 from ratekeeper.redis import RedisBudgets
 
 

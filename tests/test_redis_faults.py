@@ -11,11 +11,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis as redis_py
-from redis_server import REDIS_CLI, RedisServer, free_port, own_redis, unique_key  # noqa: F401
-
 import ratekeeper as rk
+import redis as redis_py
 from ratekeeper.redis import RedisBudgets
+from redis_server import REDIS_CLI, RedisServer, free_port
 
 
 def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -140,8 +139,8 @@ def cluster_port() -> int:
 def cluster() -> Iterator[list[str]]:
     if REDIS_CLI is None or shutil.which("redis-server") is None:
         pytest.skip("redis-cli / redis-server not installed")
-    nodes = [RedisServer(cluster_port(), "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
-             for _ in range(3)]  # fmt: skip
+    options = ("--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+    nodes = [RedisServer(cluster_port(), *options) for _ in range(3)]
     for node in nodes:
         node.extra = (*node.extra, "--cluster-config-file", f"{node.dir}/nodes.conf")
         node.start()

@@ -6,12 +6,12 @@ True
 
 from __future__ import annotations
 
+from . import asgi
 from ._core import ManualClock, RateTracker
 from .errors import CircuitOpenError, RateLimitError, RateLimitTimeout, RetryError
 from .keyed import KeyedLimiter
 from .limiters import TokenBucket
 from .redis import RedisBackend, RedisTokenBucket
-from . import asgi  # noqa: E402  (rk.asgi.RateLimitMiddleware)
 
 __all__ = [
     "CircuitOpenError",
@@ -19,9 +19,10 @@ __all__ = [
     "ManualClock",
     "RateLimitError",
     "RateLimitTimeout",
+    "RateTracker",
     "RedisBackend",
     "RedisTokenBucket",
-    "RateTracker",
     "RetryError",
     "TokenBucket",
+    "asgi",
 ]

@@ -69,9 +69,7 @@ class RetryError(RateLimitError):
     ) -> None:
         self.last_exception = last_exception
         self.attempts = attempts
-        super().__init__(
-            message or f"gave up after {attempts} attempt(s): {last_exception!r}"
-        )
+        super().__init__(message or f"gave up after {attempts} attempt(s): {last_exception!r}")
         self.__cause__ = last_exception
 
     def __reduce__(self) -> tuple[type[RetryError], tuple[BaseException, int, str]]:

@@ -9,6 +9,6 @@ pub mod limit;
 
 pub use clock::{Clock, ManualClock, Nanos};
 pub use limit::{Limit, LimitError, Reservation};
-pub mod redis;
 pub mod keyed;
+pub mod redis;
 pub mod tracker;

@@ -27,15 +27,15 @@ pub struct RedisBackend {
 #[pymethods]
 impl RedisBackend {
     #[new]
-    #[pyo3(signature = (url, *, prefix="ratekeeper".to_owned(), on_error="local".to_owned(), timeout=0.25, cluster=false))]
+    #[pyo3(signature = (url, *, prefix="ratekeeper", on_error="local", timeout=0.25, cluster=false))]
     fn new(
         url: &Bound<'_, PyAny>,
-        prefix: String,
-        on_error: String,
+        prefix: &str,
+        on_error: &str,
         timeout: f64,
         cluster: bool,
     ) -> PyResult<Self> {
-        let on_error = OnError::parse(&on_error).map_err(config_error)?;
+        let on_error = OnError::parse(on_error).map_err(config_error)?;
         let timeout = Duration::from_secs_f64(check_positive("timeout", timeout)?.min(3600.0));
         let (target, shown) = if let Ok(text) = url.extract::<String>() {
             let shown = format!("'{text}'");
@@ -49,7 +49,9 @@ impl RedisBackend {
                 .extract()
                 .map_err(|_| PyTypeError::new_err("url must be a str or a list of str"))?;
             if nodes.is_empty() {
-                return Err(PyValueError::new_err("url: the list of cluster nodes is empty"));
+                return Err(PyValueError::new_err(
+                    "url: the list of cluster nodes is empty",
+                ));
             }
             let quoted: Vec<String> = nodes.iter().map(|n| format!("'{n}'")).collect();
             let shown = format!("[{}]", quoted.join(", "));
@@ -63,7 +65,7 @@ impl RedisBackend {
         let store = Store::new(target, timeout, ops::runtime()).map_err(config_error)?;
         Ok(RedisBackend {
             store: Arc::new(store),
-            prefix,
+            prefix: prefix.to_owned(),
             on_error,
             url: shown,
         })
@@ -124,7 +126,12 @@ impl RedisBackend {
 /// A token bucket shared through Redis by every process using the same key.
 ///
 /// >>> bucket = RedisTokenBucket(backend, "openai", rate=10.0, capacity=20.0)
-#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "RedisTokenBucket")]
+#[pyclass(
+    frozen,
+    subclass,
+    module = "ratekeeper._core",
+    name = "RedisTokenBucket"
+)]
 pub struct RedisTokenBucket {
     shared: Arc<SharedGcra>,
     backend: Py<RedisBackend>,
@@ -135,7 +142,12 @@ pub struct RedisTokenBucket {
 impl RedisTokenBucket {
     #[new]
     #[pyo3(signature = (backend, key, rate, capacity))]
-    fn new(backend: Bound<'_, RedisBackend>, key: String, rate: f64, capacity: f64) -> PyResult<Self> {
+    fn new(
+        backend: Bound<'_, RedisBackend>,
+        key: String,
+        rate: f64,
+        capacity: f64,
+    ) -> PyResult<Self> {
         let shared = backend.get().shared(&key, &[("bucket", rate, capacity)])?;
         Ok(RedisTokenBucket {
             shared: Arc::new(shared),
@@ -172,7 +184,14 @@ impl RedisTokenBucket {
         resolve: Py<PyAny>,
         future: Py<PyAny>,
     ) -> PyResult<()> {
-        ops::reserve_into(&self.shared, vec![n], timeout, call_soon_threadsafe, resolve, future)
+        ops::reserve_into(
+            &self.shared,
+            vec![n],
+            timeout,
+            call_soon_threadsafe,
+            resolve,
+            future,
+        )
     }
 
     fn _check_into(
@@ -192,7 +211,12 @@ impl RedisTokenBucket {
     /// `await _reserve_async(n, timeout)` -> `(wait, source)`: the same as
     /// `_reserve_into` through pyo3-async-runtimes (kept for the benchmark).
     #[pyo3(signature = (n=1.0, timeout=None))]
-    fn _reserve_async<'py>(&self, py: Python<'py>, n: f64, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    fn _reserve_async<'py>(
+        &self,
+        py: Python<'py>,
+        n: f64,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
         self.shared.check(&[n])?;
         let shared = self.shared.clone();
@@ -213,13 +237,21 @@ impl RedisTokenBucket {
     /// µs, for tests that drive the script in virtual time. Returns the wait
     /// in seconds (-1.0: refused).
     #[pyo3(signature = (n, now_us, timeout=None))]
-    fn _acquire_at(&self, py: Python<'_>, n: f64, now_us: u64, timeout: Option<f64>) -> PyResult<f64> {
+    fn _acquire_at(
+        &self,
+        py: Python<'_>,
+        n: f64,
+        now_us: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<f64> {
         let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
-        Ok(match ops::decide(py, &self.shared, &[n], max_wait, Some(now_us))? {
-            Decision::Granted { wait, .. } => wait.as_secs_f64(),
-            Decision::Refused { .. } => -1.0,
-            Decision::Denied => return Err(ops::denied(py)),
-        })
+        Ok(
+            match ops::decide(py, &self.shared, &[n], max_wait, Some(now_us))? {
+                Decision::Granted { wait, .. } => wait.as_secs_f64(),
+                Decision::Refused { .. } => -1.0,
+                Decision::Denied => return Err(ops::denied(py)),
+            },
+        )
     }
 
     /// `_refund_at(n, now_us)`: a refund at a fixed server time (tests).
@@ -313,11 +345,18 @@ impl RedisBudgets {
 impl RedisBudgets {
     #[new]
     #[pyo3(signature = (backend, key, budgets))]
-    fn new(backend: Bound<'_, RedisBackend>, key: String, budgets: Vec<(String, f64, f64)>) -> PyResult<Self> {
+    fn new(
+        backend: Bound<'_, RedisBackend>,
+        key: String,
+        budgets: Vec<(String, f64, f64)>,
+    ) -> PyResult<Self> {
         if budgets.is_empty() {
             return Err(PyValueError::new_err("budgets must not be empty"));
         }
-        let named: Vec<(&str, f64, f64)> = budgets.iter().map(|(name, rate, cap)| (name.as_str(), *rate, *cap)).collect();
+        let named: Vec<(&str, f64, f64)> = budgets
+            .iter()
+            .map(|(name, rate, cap)| (name.as_str(), *rate, *cap))
+            .collect();
         let shared = backend.get().shared(&key, &named)?;
         Ok(RedisBudgets {
             shared: Arc::new(shared),
@@ -356,7 +395,14 @@ impl RedisBudgets {
         future: Py<PyAny>,
     ) -> PyResult<()> {
         let amounts = self.amounts(amounts)?;
-        ops::reserve_into(&self.shared, amounts, timeout, call_soon_threadsafe, resolve, future)
+        ops::reserve_into(
+            &self.shared,
+            amounts,
+            timeout,
+            call_soon_threadsafe,
+            resolve,
+            future,
+        )
     }
 
     fn _cancel(&self, amounts: Vec<f64>, source: u8) {
@@ -366,8 +412,15 @@ impl RedisBudgets {
     /// The budgets' names, in the order amounts are given.
     #[getter]
     fn names(&self) -> Vec<String> {
-        let prefix_len = self.shared.budgets()[0].key().rfind("}:").map_or(0, |i| i + 2);
-        self.shared.budgets().iter().map(|b| b.key()[prefix_len..].to_owned()).collect()
+        let prefix_len = self.shared.budgets()[0]
+            .key()
+            .rfind("}:")
+            .map_or(0, |i| i + 2);
+        self.shared
+            .budgets()
+            .iter()
+            .map(|b| b.key()[prefix_len..].to_owned())
+            .collect()
     }
 
     #[getter]
@@ -376,7 +429,11 @@ impl RedisBudgets {
     }
 
     fn __repr__(&self) -> String {
-        format!("RedisBudgets(key='{}', budgets={:?})", self.key, self.names())
+        format!(
+            "RedisBudgets(key='{}', budgets={:?})",
+            self.key,
+            self.names()
+        )
     }
 }
 

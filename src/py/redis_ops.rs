@@ -88,8 +88,7 @@ pub fn decide(
     max_wait: Option<Nanos>,
     now_us: Option<u64>,
 ) -> PyResult<Decision> {
-    let (decision, event) =
-        py.detach(|| shared.acquire_blocking(amounts, max_wait, now_us))?;
+    let (decision, event) = py.detach(|| shared.acquire_blocking(amounts, max_wait, now_us))?;
     log_event(py, &event, shared.on_error());
     Ok(decision)
 }
@@ -134,7 +133,11 @@ pub fn wait_time(py: Python<'_>, shared: &SharedGcra, amounts: &[f64]) -> PyResu
 }
 
 pub fn refund(py: Python<'_>, shared: &SharedGcra, amounts: &[f64]) {
-    let event = py.detach(|| shared.store().block_on(shared.refund(amounts, Source::Redis)));
+    let event = py.detach(|| {
+        shared
+            .store()
+            .block_on(shared.refund(amounts, Source::Redis))
+    });
     log_event(py, &event, shared.on_error());
 }
 

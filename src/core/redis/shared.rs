@@ -133,7 +133,9 @@ impl SharedGcra {
     /// A zero amount leaves its budget alone, but not every amount may be 0.
     pub fn check(&self, amounts: &[f64]) -> Result<(), LimitError> {
         if amounts.len() != self.budgets.len() || amounts.iter().all(|&n| n == 0.0) {
-            return Err(LimitError::NotPositive(amounts.first().copied().unwrap_or(0.0)));
+            return Err(LimitError::NotPositive(
+                amounts.first().copied().unwrap_or(0.0),
+            ));
         }
         for (budget, &n) in self.budgets.iter().zip(amounts) {
             if n != 0.0 {
@@ -198,7 +200,12 @@ impl SharedGcra {
         Ok((self.interpret(reply, amounts, max_wait), event))
     }
 
-    fn interpret(&self, reply: Option<Reply>, amounts: &[f64], max_wait: Option<Nanos>) -> Decision {
+    fn interpret(
+        &self,
+        reply: Option<Reply>,
+        amounts: &[f64],
+        max_wait: Option<Nanos>,
+    ) -> Decision {
         match reply {
             Some(Reply::Refused { wait }) => Decision::Refused { wait },
             Some(Reply::Granted { wait, ahead }) => {

@@ -45,11 +45,14 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
+// One per backend, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum BlockingConnection {
     Single(::redis::Connection),
     Cluster(::redis::cluster::ClusterConnection),
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Client_ {
     Single(Client),
     Cluster(ClusterClient),
@@ -161,20 +164,29 @@ impl Store {
 
     fn skipped() -> (Result<Vec<i64>, Unavailable>, Event) {
         (
-            Err(Unavailable("Redis is down; waiting to probe it again".into())),
+            Err(Unavailable(
+                "Redis is down; waiting to probe it again".into(),
+            )),
             Event::None,
         )
     }
 
     /// Runs the script on `keys` with `args`, bounded by the timeout. While
     /// the backend is down and no probe is due, fails at once.
-    pub async fn eval(&self, keys: &[String], args: &[String]) -> (Result<Vec<i64>, Unavailable>, Event) {
+    pub async fn eval(
+        &self,
+        keys: &[String],
+        args: &[String],
+    ) -> (Result<Vec<i64>, Unavailable>, Event) {
         if !self.admit() {
             return Self::skipped();
         }
         let result = match tokio::time::timeout(self.timeout, self.run(keys, args)).await {
             Ok(result) => result,
-            Err(_) => Err(Unavailable(format!("no answer from Redis within {:?}", self.timeout))),
+            Err(_) => Err(Unavailable(format!(
+                "no answer from Redis within {:?}",
+                self.timeout
+            ))),
         };
         let event = self.record(&result);
         (result, event)
@@ -183,7 +195,11 @@ impl Store {
     /// `eval` on the calling thread over a blocking connection from a small
     /// pool: one write and one read, no hop through the runtime's threads
     /// (the sync path; the caller has released the GIL).
-    pub fn eval_blocking(&self, keys: &[String], args: &[String]) -> (Result<Vec<i64>, Unavailable>, Event) {
+    pub fn eval_blocking(
+        &self,
+        keys: &[String],
+        args: &[String],
+    ) -> (Result<Vec<i64>, Unavailable>, Event) {
         if !self.admit() {
             return Self::skipped();
         }
@@ -224,12 +240,19 @@ impl Store {
         let unavailable = |err: ::redis::RedisError| Unavailable(err.to_string());
         match &self.client {
             Client_::Single(client) => {
-                let conn = client.get_connection_with_timeout(self.timeout).map_err(unavailable)?;
-                conn.set_read_timeout(Some(self.timeout)).map_err(unavailable)?;
-                conn.set_write_timeout(Some(self.timeout)).map_err(unavailable)?;
+                let conn = client
+                    .get_connection_with_timeout(self.timeout)
+                    .map_err(unavailable)?;
+                conn.set_read_timeout(Some(self.timeout))
+                    .map_err(unavailable)?;
+                conn.set_write_timeout(Some(self.timeout))
+                    .map_err(unavailable)?;
                 Ok(BlockingConnection::Single(conn))
             }
-            Client_::Cluster(client) => client.get_connection().map(BlockingConnection::Cluster).map_err(unavailable),
+            Client_::Cluster(client) => client
+                .get_connection()
+                .map(BlockingConnection::Cluster)
+                .map_err(unavailable),
         }
     }
 
@@ -262,11 +285,16 @@ impl Store {
                 Connection::Single(manager) => command.query_async(manager).await,
                 Connection::Cluster(cluster) => command.query_async(cluster).await,
             };
-            reply.map(|_| ()).map_err(|err| Unavailable(err.to_string()))
+            reply
+                .map(|_| ())
+                .map_err(|err| Unavailable(err.to_string()))
         };
         match tokio::time::timeout(self.timeout, run).await {
             Ok(result) => result,
-            Err(_) => Err(Unavailable(format!("no answer from Redis within {:?}", self.timeout))),
+            Err(_) => Err(Unavailable(format!(
+                "no answer from Redis within {:?}",
+                self.timeout
+            ))),
         }
     }
 
@@ -283,9 +311,12 @@ impl Store {
                     .set_response_timeout(Some(self.timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(self.timeout);
-                ConnectionManager::new_lazy_with_config(client.clone(), config).map(Connection::Single)
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map(Connection::Single)
             }
-            Client_::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
+            Client_::Cluster(client) => {
+                client.get_async_connection().await.map(Connection::Cluster)
+            }
         }
         .map_err(|err| Unavailable(err.to_string()))?;
         let mut slot = self.connection.lock();
