@@ -141,10 +141,10 @@ def cluster() -> Iterator[list[str]]:
         pytest.skip("redis-cli / redis-server not installed")
     options = ("--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
     nodes = [RedisServer(cluster_port(), *options) for _ in range(3)]
-    for node in nodes:
-        node.extra = (*node.extra, "--cluster-config-file", f"{node.dir}/nodes.conf")
-        node.start()
     try:
+        for node in nodes:
+            node.extra = (*node.extra, "--cluster-config-file", f"{node.dir}/nodes.conf")
+            node.start()
         subprocess.run(
             [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
              "--cluster-yes"],
