@@ -12,8 +12,9 @@ import asyncio
 import time
 
 import backoff
-import ratekeeper as rk
 import tenacity
+
+import ratekeeper as rk
 
 N = 200_000
 

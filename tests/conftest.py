@@ -7,6 +7,9 @@ from collections.abc import Iterator
 import pytest
 from http_server import ScriptedServer
 
+# The Redis fixtures (a real redis-server per session) live in redis_server.py.
+pytest_plugins = ["redis_server"]
+
 
 @pytest.fixture
 def scripted_server() -> Iterator[ScriptedServer]:

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 import ratekeeper as rk
 
 

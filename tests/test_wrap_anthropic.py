@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import anthropic
 import pytest
-import ratekeeper as rk
 from scripted_server import ScriptedServer, error, ok, rate_limited
+
+import ratekeeper as rk
 
 MESSAGES = [{"role": "user", "content": "y" * 400}]  # about 100 tokens
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-import ratekeeper as rk
 from scripted_server import (
     ScriptedServer,
     error,
@@ -17,6 +16,8 @@ from scripted_server import (
     rate_limited,
     slow,
 )
+
+import ratekeeper as rk
 
 MESSAGES = [{"role": "user", "content": "x" * 400}]  # about 100 tokens
 

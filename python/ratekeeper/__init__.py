@@ -6,6 +6,7 @@ True
 
 from __future__ import annotations
 
+from . import asgi
 from ._core import Backoff, ManualClock, RateTracker
 from .breaker import CircuitBreaker
 from .cache import ResponseCache
@@ -16,6 +17,7 @@ from .headers import ServerLimits, read_limits, retry_after
 from .keyed import KeyedLimiter
 from .limiter import Limiter, Permit
 from .limiters import FixedWindow, SlidingWindow, TokenBucket
+from .redis import RedisBackend, RedisTokenBucket
 from .retry import Retry, RetryDecision, retry
 from .wrap import wrap
 
@@ -31,6 +33,8 @@ __all__ = [
     "RateLimitError",
     "RateLimitTimeout",
     "RateTracker",
+    "RedisBackend",
+    "RedisTokenBucket",
     "ResponseCache",
     "Retry",
     "RetryDecision",
@@ -38,6 +42,7 @@ __all__ = [
     "ServerLimits",
     "SlidingWindow",
     "TokenBucket",
+    "asgi",
     "is_rate_limited",
     "is_retryable",
     "rate_limited",

@@ -15,4 +15,5 @@ pub use limit::{Limit, LimitError, Reservation};
 pub mod backoff;
 pub mod breaker;
 pub mod keyed;
+pub mod redis;
 pub mod tracker;

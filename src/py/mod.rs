@@ -14,6 +14,8 @@ mod errors;
 mod keyed;
 mod limiter;
 mod protocol;
+mod redis;
+mod redis_ops;
 mod text;
 mod tracker;
 mod window;
@@ -28,6 +30,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::CircuitBreaker>()?;
     m.add_class::<breaker_function::BreakerFunction>()?;
     m.add_class::<backoff::Backoff>()?;
+    redis::register(m)?;
     m.add_class::<keyed::KeyedLimiter>()?;
     m.add_class::<tracker::RateTracker>()?;
     limiter::register(m)?;

@@ -1,0 +1,233 @@
+//! The GCRA rule of `core::gcra`, run atomically inside Redis.
+//!
+//! One Lua script serves every Redis-backed limiter: it reads the server's
+//! clock (`TIME`), checks all the budgets it is given (the rpm and tpm of a
+//! `Limiter`, or the one budget of a `RedisTokenBucket`), and charges all of
+//! them or none, in one round trip. Each budget's state is its theoretical
+//! arrival time `tat`, an integer of microseconds on the server's clock:
+//! Lua numbers are doubles, exact up to 2^53, and microseconds since 1970 stay
+//! far below that where nanoseconds would not.
+//!
+//! Costs are computed in Rust from [`Gcra::cost`] and rounded up to whole
+//! microseconds; `tau` is the cost of a full bucket rounded the same way, so
+//! a request of the full capacity always fits and rounding only ever makes
+//! the shared bucket stricter than the in-process one.
+
+use crate::core::gcra::Gcra;
+use crate::core::Nanos;
+
+/// The script. `KEYS`: one state key per budget. `ARGV`: mode (`acquire`,
+/// `peek` or `refund`), the longest acceptable wait in µs (-1: any), a
+/// fixed `now` in µs for tests (empty: the server's `TIME`), then `cost`
+/// and `tau` in µs for each key.
+///
+/// Replies `{wait, ahead}`: `wait` is how long until the units are due (0:
+/// now; -1 in `acquire` mode: refused, nothing taken, and `ahead` is then the
+/// wait that would have been needed), `ahead` is how far the first budget's
+/// `tat` runs ahead of now afterwards (0: full).
+pub const GCRA_SCRIPT: &str = r#"
+local now
+if ARGV[3] ~= '' then
+  now = tonumber(ARGV[3])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local mode = ARGV[1]
+local tats = {}
+local due = now
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or 0) or 0
+  if tat < now then tat = now end
+  tats[i] = tat
+  local d = tat + tonumber(ARGV[2 + 2 * i]) - tonumber(ARGV[3 + 2 * i])
+  if d > due then due = d end
+end
+local function store(key, tat)
+  if tat <= now then
+    redis.call('DEL', key)
+  elseif ARGV[3] ~= '' then
+    redis.call('SET', key, string.format('%.0f', tat))
+  else
+    -- The key lives until its bucket is full again: memory follows active keys.
+    redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+  end
+end
+if mode == 'peek' then
+  return {due - now, tats[1] - now}
+end
+if mode == 'refund' then
+  for i = 1, #KEYS do
+    local tat = tats[i] - tonumber(ARGV[2 + 2 * i])
+    if tat < now then tat = now end
+    store(KEYS[i], tat)
+  end
+  return {0, math.max(tats[1] - tonumber(ARGV[4]), now) - now}
+end
+local max_wait = tonumber(ARGV[2])
+if max_wait >= 0 and due - now > max_wait then
+  return {-1, due - now}
+end
+for i = 1, #KEYS do
+  tats[i] = tats[i] + tonumber(ARGV[2 + 2 * i])
+  store(KEYS[i], tats[i])
+end
+return {due - now, tats[1] - now}
+"#;
+
+/// What the script is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Take the units now or reserve them, unless the wait is too long.
+    Acquire,
+    /// Only report the wait; change nothing.
+    Peek,
+    /// Give the units back, never above capacity.
+    Refund,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Acquire => "acquire",
+            Mode::Peek => "peek",
+            Mode::Refund => "refund",
+        }
+    }
+}
+
+/// One budget's share of a call: what its units cost and its tolerance, in µs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Charge {
+    pub cost_us: u64,
+    pub tau_us: u64,
+}
+
+/// Nanoseconds to microseconds, rounded up (never more generous).
+#[inline]
+fn micros_up(nanos: u64) -> u64 {
+    nanos.div_ceil(1000)
+}
+
+impl Charge {
+    /// The charge for `n` units of a budget following `rule`.
+    pub fn of(rule: &Gcra, n: f64) -> Charge {
+        Charge {
+            cost_us: micros_up(rule.cost(n)),
+            tau_us: micros_up(rule.tau().0),
+        }
+    }
+}
+
+/// The script's reply, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Granted (`wait` zero) or reserved for `wait` from now; `ahead` is how
+    /// far the first budget's state runs ahead of now after the charge.
+    Granted { wait: Nanos, ahead: Nanos },
+    /// Refused without taking anything: the wait would have been `wait`.
+    Refused { wait: Nanos },
+}
+
+impl Reply {
+    /// Decodes `{wait, ahead}`; `None` for a reply the script cannot give.
+    pub fn decode(raw: &[i64]) -> Option<Reply> {
+        let to_nanos = |us: i64| Nanos((us.max(0) as u64).saturating_mul(1000));
+        match *raw {
+            [-1, wait] => Some(Reply::Refused {
+                wait: to_nanos(wait),
+            }),
+            [wait, ahead] if wait >= 0 => Some(Reply::Granted {
+                wait: to_nanos(wait),
+                ahead: to_nanos(ahead),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The wait this reply reports, granted or not.
+    pub fn wait(&self) -> Nanos {
+        match *self {
+            Reply::Granted { wait, .. } | Reply::Refused { wait } => wait,
+        }
+    }
+}
+
+/// The `ARGV` of one call (the keys go separately).
+pub fn arguments(
+    mode: Mode,
+    max_wait: Option<Nanos>,
+    now_us: Option<u64>,
+    charges: &[Charge],
+) -> Vec<String> {
+    let mut args = Vec::with_capacity(3 + 2 * charges.len());
+    args.push(mode.as_str().to_owned());
+    // A max wait is compared in whole µs, rounded down, so that a reply at the
+    // limit is refused rather than granted late.
+    args.push(match max_wait {
+        None => "-1".to_owned(),
+        Some(wait) => (wait.0 / 1000).to_string(),
+    });
+    args.push(now_us.map(|us| us.to_string()).unwrap_or_default());
+    for charge in charges {
+        args.push(charge.cost_us.to_string());
+        args.push(charge.tau_us.to_string());
+    }
+    args
+}
+
+/// The Redis key of one budget: `{prefix:name}:budget`. The hash tag (the
+/// part in braces) is the same for every budget of one limiter, so a Redis
+/// Cluster keeps them on one slot and one script can touch them all.
+pub fn key(prefix: &str, name: &str, budget: &str) -> String {
+    format!("{{{prefix}:{name}}}:{budget}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_round_up_to_whole_microseconds() {
+        let rule = Gcra::new(3.0, 10.0);
+        let charge = Charge::of(&rule, 1.0);
+        assert_eq!(charge.cost_us, 333_334);
+        assert_eq!(charge.tau_us, 3_333_334);
+        // A full bucket's worth fits in tau exactly, as in core::gcra.
+        assert_eq!(Charge::of(&rule, 10.0).cost_us, charge.tau_us);
+    }
+
+    #[test]
+    fn replies_decode_and_nonsense_is_refused() {
+        assert_eq!(
+            Reply::decode(&[0, 5]),
+            Some(Reply::Granted {
+                wait: Nanos::ZERO,
+                ahead: Nanos(5000)
+            })
+        );
+        assert_eq!(
+            Reply::decode(&[-1, 7]),
+            Some(Reply::Refused { wait: Nanos(7000) })
+        );
+        assert_eq!(Reply::decode(&[1]), None);
+        assert_eq!(Reply::decode(&[-3, 1]), None);
+    }
+
+    #[test]
+    fn arguments_carry_mode_wait_and_charges() {
+        let charge = Charge {
+            cost_us: 10,
+            tau_us: 20,
+        };
+        let args = arguments(Mode::Acquire, Some(Nanos(2_500)), None, &[charge]);
+        assert_eq!(args, ["acquire", "2", "", "10", "20"]);
+        let args = arguments(Mode::Peek, None, Some(99), &[]);
+        assert_eq!(args, ["peek", "-1", "99"]);
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag_per_limiter() {
+        assert_eq!(key("rk", "team-a", "rpm"), "{rk:team-a}:rpm");
+    }
+}

@@ -1,0 +1,319 @@
+//! A set of GCRA budgets shared through Redis, charged together.
+//!
+//! `RedisTokenBucket` is one budget; a Redis-backed `Limiter` is several (rpm,
+//! tpm, ...) that one script call checks and charges all at once or not at
+//! all. When Redis cannot answer, `on_error` decides: keep limiting with
+//! in-process buckets of the same rate and capacity, let everything through,
+//! or refuse everything.
+
+use std::sync::Arc;
+
+use super::script::{arguments, Charge, Mode, Reply};
+use super::store::{Event, Store};
+use crate::core::gcra::{Gcra, TokenBucket};
+use crate::core::limit::{check_amount, Limit, LimitError, Reservation};
+use crate::core::{Clock, Nanos};
+
+/// What a limiter does while Redis is unreachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Limit in process with buckets of the same rate and capacity.
+    Local,
+    /// Fail open: grant everything.
+    Allow,
+    /// Fail closed: grant nothing.
+    Deny,
+}
+
+impl OnError {
+    pub fn parse(text: &str) -> Result<OnError, String> {
+        match text {
+            "local" => Ok(OnError::Local),
+            "allow" => Ok(OnError::Allow),
+            "deny" => Ok(OnError::Deny),
+            other => Err(format!(
+                "on_error must be 'local', 'allow' or 'deny', got {other:?}"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Local => "local",
+            OnError::Allow => "allow",
+            OnError::Deny => "deny",
+        }
+    }
+}
+
+/// Who granted units, so that giving them back goes to the same place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Redis,
+    Local,
+    /// Granted without limiting (`on_error="allow"` during an outage).
+    Open,
+}
+
+/// The answer to an acquire.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decision {
+    /// Granted now (`wait` zero) or reserved `wait` from now. `remaining` is
+    /// what the first budget holds afterwards and `full_in` the time until
+    /// it is full again (for rate-limit headers).
+    Granted {
+        wait: Nanos,
+        remaining: f64,
+        full_in: Nanos,
+        source: Source,
+    },
+    /// The wait would exceed the caller's limit; nothing was taken.
+    Refused { wait: Nanos },
+    /// Redis is unreachable and `on_error` is `"deny"`.
+    Denied,
+}
+
+/// One budget: its Redis key, its rule, and its in-process stand-in.
+pub struct Budget {
+    key: String,
+    rule: Gcra,
+    local: TokenBucket,
+}
+
+impl Budget {
+    pub fn new(key: String, rate: f64, capacity: f64) -> Result<Budget, String> {
+        Ok(Budget {
+            key,
+            rule: Gcra::new(rate, capacity),
+            local: TokenBucket::new(rate, capacity, Clock::Monotonic)?,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn rule(&self) -> &Gcra {
+        &self.rule
+    }
+}
+
+/// Budgets charged together through one script call.
+pub struct SharedGcra {
+    store: Arc<Store>,
+    on_error: OnError,
+    budgets: Vec<Budget>,
+    keys: Vec<String>,
+}
+
+impl SharedGcra {
+    pub fn new(store: Arc<Store>, on_error: OnError, budgets: Vec<Budget>) -> SharedGcra {
+        let keys = budgets.iter().map(|b| b.key.clone()).collect();
+        SharedGcra {
+            store,
+            on_error,
+            budgets,
+            keys,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn budgets(&self) -> &[Budget] {
+        &self.budgets
+    }
+
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
+    /// Checks one amount per budget: each finite, >= 0 and within capacity.
+    /// A zero amount leaves its budget alone, but not every amount may be 0.
+    pub fn check(&self, amounts: &[f64]) -> Result<(), LimitError> {
+        if amounts.len() != self.budgets.len() || amounts.iter().all(|&n| n == 0.0) {
+            return Err(LimitError::NotPositive(
+                amounts.first().copied().unwrap_or(0.0),
+            ));
+        }
+        for (budget, &n) in self.budgets.iter().zip(amounts) {
+            if n != 0.0 {
+                check_amount(n, budget.rule.capacity())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn charges(&self, amounts: &[f64]) -> Vec<Charge> {
+        self.budgets
+            .iter()
+            .zip(amounts)
+            .map(|(budget, &n)| {
+                let tau_us = Charge::of(&budget.rule, 1.0).tau_us;
+                if n == 0.0 {
+                    Charge { cost_us: 0, tau_us }
+                } else {
+                    Charge::of(&budget.rule, n)
+                }
+            })
+            .collect()
+    }
+
+    async fn call(
+        &self,
+        mode: Mode,
+        amounts: &[f64],
+        max_wait: Option<Nanos>,
+        now_us: Option<u64>,
+    ) -> (Option<Reply>, Event) {
+        let args = arguments(mode, max_wait, now_us, &self.charges(amounts));
+        let (result, event) = self.store.eval(&self.keys, &args).await;
+        (result.ok().and_then(|raw| Reply::decode(&raw)), event)
+    }
+
+    /// Takes `amounts` (one per budget) now, or reserves them for the
+    /// earliest time all are there unless that is more than `max_wait` away.
+    /// `now_us` replaces the server's clock (tests only).
+    pub async fn acquire(
+        &self,
+        amounts: &[f64],
+        max_wait: Option<Nanos>,
+        now_us: Option<u64>,
+    ) -> Result<(Decision, Event), LimitError> {
+        self.check(amounts)?;
+        let (reply, event) = self.call(Mode::Acquire, amounts, max_wait, now_us).await;
+        Ok((self.interpret(reply, amounts, max_wait), event))
+    }
+
+    /// `acquire` on the calling thread (the sync path).
+    pub fn acquire_blocking(
+        &self,
+        amounts: &[f64],
+        max_wait: Option<Nanos>,
+        now_us: Option<u64>,
+    ) -> Result<(Decision, Event), LimitError> {
+        self.check(amounts)?;
+        let args = arguments(Mode::Acquire, max_wait, now_us, &self.charges(amounts));
+        let (result, event) = self.store.eval_blocking(&self.keys, &args);
+        let reply = result.ok().and_then(|raw| Reply::decode(&raw));
+        Ok((self.interpret(reply, amounts, max_wait), event))
+    }
+
+    fn interpret(
+        &self,
+        reply: Option<Reply>,
+        amounts: &[f64],
+        max_wait: Option<Nanos>,
+    ) -> Decision {
+        match reply {
+            Some(Reply::Refused { wait }) => Decision::Refused { wait },
+            Some(Reply::Granted { wait, ahead }) => {
+                let first = &self.budgets[0].rule;
+                Decision::Granted {
+                    wait,
+                    remaining: first.available(ahead, Nanos::ZERO),
+                    full_in: ahead,
+                    source: Source::Redis,
+                }
+            }
+            None => self.fallback(amounts, max_wait),
+        }
+    }
+
+    /// Seconds until `amounts` would be granted, from Redis, or from the
+    /// stand-in while Redis is unreachable (zero under `"allow"`).
+    pub async fn wait_time(&self, amounts: &[f64]) -> Result<(Nanos, Event), LimitError> {
+        self.check(amounts)?;
+        let (reply, event) = self.call(Mode::Peek, amounts, None, None).await;
+        let wait = match reply {
+            Some(reply) => reply.wait(),
+            None => match self.on_error {
+                OnError::Local => self.local_wait(amounts),
+                OnError::Allow | OnError::Deny => Nanos::ZERO,
+            },
+        };
+        Ok((wait, event))
+    }
+
+    /// Gives `amounts` back to whoever granted them; never above capacity.
+    pub async fn refund(&self, amounts: &[f64], source: Source) -> Event {
+        match source {
+            Source::Redis => self.call(Mode::Refund, amounts, None, None).await.1,
+            Source::Local => {
+                for (budget, &n) in self.budgets.iter().zip(amounts) {
+                    if n > 0.0 {
+                        budget.local.refund(n);
+                    }
+                }
+                Event::None
+            }
+            Source::Open => Event::None,
+        }
+    }
+
+    /// Back to full: forgets the shared state (and the stand-ins').
+    pub async fn reset(&self) -> Result<(), super::store::Unavailable> {
+        for budget in &self.budgets {
+            budget.local.reset();
+        }
+        self.store.delete(&self.keys).await
+    }
+
+    /// Refunds with a fixed `now` (tests only).
+    pub async fn refund_at(&self, amounts: &[f64], now_us: u64) -> Event {
+        self.call(Mode::Refund, amounts, None, Some(now_us)).await.1
+    }
+
+    fn local_wait(&self, amounts: &[f64]) -> Nanos {
+        self.budgets
+            .iter()
+            .zip(amounts)
+            .filter(|(_, &n)| n > 0.0)
+            .filter_map(|(budget, &n)| budget.local.wait_time(n).ok())
+            .max()
+            .unwrap_or(Nanos::ZERO)
+    }
+
+    /// The decision while Redis is unreachable.
+    fn fallback(&self, amounts: &[f64], max_wait: Option<Nanos>) -> Decision {
+        match self.on_error {
+            OnError::Deny => Decision::Denied,
+            OnError::Allow => Decision::Granted {
+                wait: Nanos::ZERO,
+                remaining: self.budgets[0].rule.capacity(),
+                full_in: Nanos::ZERO,
+                source: Source::Open,
+            },
+            OnError::Local => {
+                // All or nothing across the stand-ins: decide on the longest
+                // wait first, then reserve each (a degraded mode; a race
+                // between two callers here costs at most one extra wait).
+                let wait = self.local_wait(amounts);
+                if matches!(max_wait, Some(limit) if wait > limit) {
+                    return Decision::Refused { wait };
+                }
+                let mut longest = Nanos::ZERO;
+                for (budget, &n) in self.budgets.iter().zip(amounts) {
+                    if n <= 0.0 {
+                        continue;
+                    }
+                    let now = budget.local.clock().now();
+                    if let Ok(Reservation::At(due)) = budget.local.reserve(n, None) {
+                        longest = longest.max(due - now);
+                    }
+                }
+                let first = &self.budgets[0].local;
+                let remaining = first.available();
+                let capacity = first.rule().capacity();
+                let full_in = Nanos::from_secs_f64((capacity - remaining) / first.rule().rate());
+                Decision::Granted {
+                    wait: longest,
+                    remaining,
+                    full_in,
+                    source: Source::Local,
+                }
+            }
+        }
+    }
+}

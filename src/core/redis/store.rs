@@ -1,0 +1,331 @@
+//! The connection to Redis: one per backend, shared by every limiter on it.
+//!
+//! Every call is bounded by `timeout`, so a server that stops answering costs
+//! a caller at most that long. A failed call marks the backend down; while it
+//! is down, calls skip Redis (the limiter falls back at once) and only one
+//! probe per `probe_interval` tries it again, so an outage neither slows every
+//! caller by the timeout nor floods the server when it comes back.
+
+use ::redis::aio::ConnectionManager;
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{aio::ConnectionManagerConfig, Client, Script};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+use super::script::GCRA_SCRIPT;
+
+/// Where the backend connects: one server, or the seed nodes of a cluster.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+/// What changed in the backend's health with a call; the caller logs it, so
+/// that an outage is told once, not once per call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    None,
+    /// The first failure of an outage, with its cause.
+    WentDown(String),
+    /// The first success after an outage.
+    CameBack,
+}
+
+/// Redis could not answer: down, unreachable, too slow, or a script error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+// One per backend, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum BlockingConnection {
+    Single(::redis::Connection),
+    Cluster(::redis::cluster::ClusterConnection),
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Client_ {
+    Single(Client),
+    Cluster(ClusterClient),
+}
+
+/// One backend: the client, its (lazily made) connection, and its health.
+pub struct Store {
+    runtime: Handle,
+    client: Client_,
+    connection: Mutex<Option<Connection>>,
+    pool: Mutex<Vec<BlockingConnection>>,
+    script: Script,
+    timeout: Duration,
+    probe_interval: Duration,
+    origin: Instant,
+    down: AtomicBool,
+    /// While down: the time (ns since `origin`) of the next allowed probe.
+    next_probe: AtomicU64,
+}
+
+impl Store {
+    /// Checks the address and prepares the client; connects on first use,
+    /// so that a backend can be made while Redis is still down.
+    pub fn new(target: Target, timeout: Duration, runtime: Handle) -> Result<Store, String> {
+        let client = match &target {
+            Target::Single(url) => Client::open(url.as_str())
+                .map(Client_::Single)
+                .map_err(|err| format!("url: not a Redis URL ({url:?}): {err}"))?,
+            Target::Cluster(nodes) => ClusterClient::builder(nodes.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .map(Client_::Cluster)
+                .map_err(|err| format!("url: not a list of Redis node URLs ({nodes:?}): {err}"))?,
+        };
+        Ok(Store {
+            runtime,
+            client,
+            connection: Mutex::new(None),
+            pool: Mutex::new(Vec::new()),
+            script: Script::new(GCRA_SCRIPT),
+            timeout,
+            probe_interval: Duration::from_secs(1),
+            origin: Instant::now(),
+            down: AtomicBool::new(false),
+            next_probe: AtomicU64::new(0),
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
+    /// The SHA1 the script is called by (`EVALSHA`).
+    pub fn script_sha(&self) -> &str {
+        self.script.get_hash()
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    fn since_origin(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// While down, whether this call may probe Redis: one caller per
+    /// `probe_interval` wins; the others fall back without waiting.
+    fn admit(&self) -> bool {
+        if !self.is_down() {
+            return true;
+        }
+        let now = self.since_origin();
+        let due = self.next_probe.load(Ordering::Acquire);
+        now >= due
+            && self
+                .next_probe
+                .compare_exchange(
+                    due,
+                    now + self.probe_interval.as_nanos() as u64,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    /// Records a call's outcome in the backend's health.
+    fn record(&self, result: &Result<Vec<i64>, Unavailable>) -> Event {
+        match result {
+            Ok(_) if self.down.swap(false, Ordering::AcqRel) => Event::CameBack,
+            Ok(_) => Event::None,
+            Err(Unavailable(cause)) => {
+                self.next_probe.store(
+                    self.since_origin() + self.probe_interval.as_nanos() as u64,
+                    Ordering::Release,
+                );
+                if self.down.swap(true, Ordering::AcqRel) {
+                    Event::None
+                } else {
+                    Event::WentDown(cause.clone())
+                }
+            }
+        }
+    }
+
+    fn skipped() -> (Result<Vec<i64>, Unavailable>, Event) {
+        (
+            Err(Unavailable(
+                "Redis is down; waiting to probe it again".into(),
+            )),
+            Event::None,
+        )
+    }
+
+    /// Runs the script on `keys` with `args`, bounded by the timeout. While
+    /// the backend is down and no probe is due, fails at once.
+    pub async fn eval(
+        &self,
+        keys: &[String],
+        args: &[String],
+    ) -> (Result<Vec<i64>, Unavailable>, Event) {
+        if !self.admit() {
+            return Self::skipped();
+        }
+        let result = match tokio::time::timeout(self.timeout, self.run(keys, args)).await {
+            Ok(result) => result,
+            Err(_) => Err(Unavailable(format!(
+                "no answer from Redis within {:?}",
+                self.timeout
+            ))),
+        };
+        let event = self.record(&result);
+        (result, event)
+    }
+
+    /// `eval` on the calling thread over a blocking connection from a small
+    /// pool: one write and one read, no hop through the runtime's threads
+    /// (the sync path; the caller has released the GIL).
+    pub fn eval_blocking(
+        &self,
+        keys: &[String],
+        args: &[String],
+    ) -> (Result<Vec<i64>, Unavailable>, Event) {
+        if !self.admit() {
+            return Self::skipped();
+        }
+        let result = self.run_blocking(keys, args);
+        let event = self.record(&result);
+        (result, event)
+    }
+
+    fn run_blocking(&self, keys: &[String], args: &[String]) -> Result<Vec<i64>, Unavailable> {
+        let pooled = self.pool.lock().pop();
+        let mut connection = match pooled {
+            Some(connection) => connection,
+            None => self.connect_blocking()?,
+        };
+        let mut invocation = self.script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let reply = match &mut connection {
+            BlockingConnection::Single(conn) => invocation.invoke(conn),
+            BlockingConnection::Cluster(conn) => invocation.invoke(conn),
+        };
+        match reply {
+            Ok(value) => {
+                // A connection that failed is dropped, not pooled: the next
+                // call connects afresh.
+                self.pool.lock().push(connection);
+                Ok(value)
+            }
+            Err(err) => Err(Unavailable(err.to_string())),
+        }
+    }
+
+    fn connect_blocking(&self) -> Result<BlockingConnection, Unavailable> {
+        let unavailable = |err: ::redis::RedisError| Unavailable(err.to_string());
+        match &self.client {
+            Client_::Single(client) => {
+                let conn = client
+                    .get_connection_with_timeout(self.timeout)
+                    .map_err(unavailable)?;
+                conn.set_read_timeout(Some(self.timeout))
+                    .map_err(unavailable)?;
+                conn.set_write_timeout(Some(self.timeout))
+                    .map_err(unavailable)?;
+                Ok(BlockingConnection::Single(conn))
+            }
+            Client_::Cluster(client) => client
+                .get_connection()
+                .map(BlockingConnection::Cluster)
+                .map_err(unavailable),
+        }
+    }
+
+    /// Runs the script by SHA (loading it on `NOSCRIPT`), connecting first if
+    /// there is no connection yet.
+    async fn run(&self, keys: &[String], args: &[String]) -> Result<Vec<i64>, Unavailable> {
+        let mut connection = self.connection().await?;
+        let mut invocation = self.script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let reply = match &mut connection {
+            Connection::Single(manager) => invocation.invoke_async(manager).await,
+            Connection::Cluster(cluster) => invocation.invoke_async(cluster).await,
+        };
+        reply.map_err(|err| Unavailable(err.to_string()))
+    }
+
+    /// Deletes `keys` (a limiter's reset), bounded by the timeout.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), Unavailable> {
+        let run = async {
+            let mut command = ::redis::cmd("DEL");
+            for key in keys {
+                command.arg(key);
+            }
+            let reply: Result<i64, _> = match &mut self.connection().await? {
+                Connection::Single(manager) => command.query_async(manager).await,
+                Connection::Cluster(cluster) => command.query_async(cluster).await,
+            };
+            reply
+                .map(|_| ())
+                .map_err(|err| Unavailable(err.to_string()))
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(Unavailable(format!(
+                "no answer from Redis within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn connection(&self) -> Result<Connection, Unavailable> {
+        if let Some(connection) = self.connection.lock().as_ref() {
+            return Ok(connection.clone());
+        }
+        let made = match &self.client {
+            Client_::Single(client) => {
+                // Reconnects are the manager's job from here on; each attempt
+                // is bounded like every call.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(self.timeout);
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map(Connection::Single)
+            }
+            Client_::Cluster(client) => {
+                client.get_async_connection().await.map(Connection::Cluster)
+            }
+        }
+        .map_err(|err| Unavailable(err.to_string()))?;
+        let mut slot = self.connection.lock();
+        Ok(slot.get_or_insert(made).clone())
+    }
+
+    /// Runs `future` to completion on the backend's runtime from a thread
+    /// outside it (the caller has released the GIL).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}

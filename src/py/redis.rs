@@ -1,0 +1,447 @@
+//! `RedisBackend`, `RedisTokenBucket` and `RedisBudgets`: the bindings of
+//! `core::redis`. The protocol itself is written once in `redis_ops`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::core::redis::{script, Budget, Decision, OnError, SharedGcra, Store, Target};
+use crate::core::Nanos;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use super::errors::{check_positive, check_timeout, config_error};
+use super::redis_ops as ops;
+
+/// Where Redis-backed limiters keep their shared state.
+///
+/// >>> backend = RedisBackend("redis://localhost:6379/0", prefix="myapp")
+#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "RedisBackend")]
+pub struct RedisBackend {
+    store: Arc<Store>,
+    prefix: String,
+    on_error: OnError,
+    url: String,
+}
+
+#[pymethods]
+impl RedisBackend {
+    #[new]
+    #[pyo3(signature = (url, *, prefix="ratekeeper", on_error="local", timeout=0.25, cluster=false))]
+    fn new(
+        url: &Bound<'_, PyAny>,
+        prefix: &str,
+        on_error: &str,
+        timeout: f64,
+        cluster: bool,
+    ) -> PyResult<Self> {
+        let on_error = OnError::parse(on_error).map_err(config_error)?;
+        let timeout = Duration::from_secs_f64(check_positive("timeout", timeout)?.min(3600.0));
+        let (target, shown) = if let Ok(text) = url.extract::<String>() {
+            let shown = format!("'{text}'");
+            if cluster {
+                (Target::Cluster(vec![text]), shown)
+            } else {
+                (Target::Single(text), shown)
+            }
+        } else if url.is_instance_of::<PyList>() || url.is_instance_of::<PyTuple>() {
+            let nodes: Vec<String> = url
+                .extract()
+                .map_err(|_| PyTypeError::new_err("url must be a str or a list of str"))?;
+            if nodes.is_empty() {
+                return Err(PyValueError::new_err(
+                    "url: the list of cluster nodes is empty",
+                ));
+            }
+            let quoted: Vec<String> = nodes.iter().map(|n| format!("'{n}'")).collect();
+            let shown = format!("[{}]", quoted.join(", "));
+            (Target::Cluster(nodes), shown)
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "url must be a str or a list of str, got {}",
+                url.get_type().name()?
+            )));
+        };
+        let store = Store::new(target, timeout, ops::runtime()).map_err(config_error)?;
+        Ok(RedisBackend {
+            store: Arc::new(store),
+            prefix: prefix.to_owned(),
+            on_error,
+            url: shown,
+        })
+    }
+
+    #[getter]
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    #[getter]
+    fn on_error(&self) -> &'static str {
+        self.on_error.as_str()
+    }
+
+    #[getter]
+    fn timeout(&self) -> f64 {
+        self.store.timeout().as_secs_f64()
+    }
+
+    /// True while the backend is in an outage (Redis unreachable).
+    #[getter]
+    fn is_down(&self) -> bool {
+        self.store.is_down()
+    }
+
+    /// The SHA1 of the limiter script (called with EVALSHA).
+    #[getter]
+    fn script_sha(&self) -> &str {
+        self.store.script_sha()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RedisBackend({}, prefix='{}', on_error='{}', timeout={:?})",
+            self.url,
+            self.prefix,
+            self.on_error.as_str(),
+            self.timeout()
+        )
+    }
+}
+
+impl RedisBackend {
+    /// Budgets `(name, rate, capacity)` of the limiter `key` on this backend.
+    pub fn shared(&self, key: &str, budgets: &[(&str, f64, f64)]) -> PyResult<SharedGcra> {
+        let budgets = budgets
+            .iter()
+            .map(|&(name, rate, capacity)| {
+                Budget::new(script::key(&self.prefix, key, name), rate, capacity)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(config_error)?;
+        Ok(SharedGcra::new(self.store.clone(), self.on_error, budgets))
+    }
+}
+
+/// A token bucket shared through Redis by every process using the same key.
+///
+/// >>> bucket = RedisTokenBucket(backend, "openai", rate=10.0, capacity=20.0)
+#[pyclass(
+    frozen,
+    subclass,
+    module = "ratekeeper._core",
+    name = "RedisTokenBucket"
+)]
+pub struct RedisTokenBucket {
+    shared: Arc<SharedGcra>,
+    backend: Py<RedisBackend>,
+    key: String,
+}
+
+#[pymethods]
+impl RedisTokenBucket {
+    #[new]
+    #[pyo3(signature = (backend, key, rate, capacity))]
+    fn new(
+        backend: Bound<'_, RedisBackend>,
+        key: String,
+        rate: f64,
+        capacity: f64,
+    ) -> PyResult<Self> {
+        let shared = backend.get().shared(&key, &[("bucket", rate, capacity)])?;
+        Ok(RedisTokenBucket {
+            shared: Arc::new(shared),
+            backend: backend.unbind(),
+            key,
+        })
+    }
+
+    /// Takes `n` units now if the shared bucket has them; never waits.
+    #[pyo3(signature = (n=1.0))]
+    fn try_acquire(&self, py: Python<'_>, n: f64) -> PyResult<bool> {
+        ops::try_acquire(py, &self.shared, &[n])
+    }
+
+    /// Waits (GIL released) until `n` units are granted; `False` at once,
+    /// taking nothing, when the wait would exceed `timeout`.
+    #[pyo3(signature = (n=1.0, timeout=None))]
+    fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
+        ops::acquire(py, &self.shared, &[n], timeout)
+    }
+
+    /// Seconds until `n` units would be granted; 0.0 when now.
+    #[pyo3(signature = (n=1.0))]
+    fn wait_time(&self, py: Python<'_>, n: f64) -> PyResult<f64> {
+        ops::wait_time(py, &self.shared, &[n])
+    }
+
+    #[pyo3(signature = (n, timeout, call_soon_threadsafe, resolve, future))]
+    fn _reserve_into(
+        &self,
+        n: f64,
+        timeout: Option<f64>,
+        call_soon_threadsafe: Py<PyAny>,
+        resolve: Py<PyAny>,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
+        ops::reserve_into(
+            &self.shared,
+            vec![n],
+            timeout,
+            call_soon_threadsafe,
+            resolve,
+            future,
+        )
+    }
+
+    fn _check_into(
+        &self,
+        n: f64,
+        call_soon_threadsafe: Py<PyAny>,
+        resolve: Py<PyAny>,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
+        ops::check_into(&self.shared, vec![n], call_soon_threadsafe, resolve, future)
+    }
+
+    fn _cancel(&self, n: f64, source: u8) {
+        ops::cancel(&self.shared, vec![n], source)
+    }
+
+    /// `await _reserve_async(n, timeout)` -> `(wait, source)`: the same as
+    /// `_reserve_into` through pyo3-async-runtimes (kept for the benchmark).
+    #[pyo3(signature = (n=1.0, timeout=None))]
+    fn _reserve_async<'py>(
+        &self,
+        py: Python<'py>,
+        n: f64,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        self.shared.check(&[n])?;
+        let shared = self.shared.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let (decision, event) = shared.acquire(&[n], max_wait, None).await?;
+            if event != crate::core::redis::Event::None {
+                Python::attach(|py| ops::log_event(py, &event, shared.on_error()));
+            }
+            match decision {
+                Decision::Granted { wait, .. } => Ok((wait.as_secs_f64(), 0u8)),
+                Decision::Refused { .. } => Ok((-1.0, 0u8)),
+                Decision::Denied => Err(Python::attach(ops::denied)),
+            }
+        })
+    }
+
+    /// `_acquire_at(n, now_us, timeout)`: an acquire at a fixed server time in
+    /// µs, for tests that drive the script in virtual time. Returns the wait
+    /// in seconds (-1.0: refused).
+    #[pyo3(signature = (n, now_us, timeout=None))]
+    fn _acquire_at(
+        &self,
+        py: Python<'_>,
+        n: f64,
+        now_us: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<f64> {
+        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        Ok(
+            match ops::decide(py, &self.shared, &[n], max_wait, Some(now_us))? {
+                Decision::Granted { wait, .. } => wait.as_secs_f64(),
+                Decision::Refused { .. } => -1.0,
+                Decision::Denied => return Err(ops::denied(py)),
+            },
+        )
+    }
+
+    /// `_refund_at(n, now_us)`: a refund at a fixed server time (tests).
+    fn _refund_at(&self, py: Python<'_>, n: f64, now_us: u64) -> PyResult<()> {
+        self.shared.check(&[n])?;
+        let shared = &self.shared;
+        py.detach(|| shared.store().block_on(shared.refund_at(&[n], now_us)));
+        Ok(())
+    }
+
+    /// Gives `n` units back to the shared bucket, never above capacity.
+    fn refund(&self, py: Python<'_>, n: f64) -> PyResult<()> {
+        check_positive("n", n)?;
+        ops::refund(py, &self.shared, &[n.min(self.capacity())]);
+        Ok(())
+    }
+
+    /// Back to full, for every process sharing the key.
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        ops::reset(py, &self.shared)
+    }
+
+    #[getter]
+    fn backend(&self, py: Python<'_>) -> Py<RedisBackend> {
+        self.backend.clone_ref(py)
+    }
+
+    #[getter]
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.shared.budgets()[0].rule().rate()
+    }
+
+    #[getter]
+    fn capacity(&self) -> f64 {
+        self.shared.budgets()[0].rule().capacity()
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        ops::acquire(slf.py(), &slf.get().shared, &[1.0], None)?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RedisTokenBucket(key='{}', rate={:?}, capacity={:?})",
+            self.key,
+            self.rate(),
+            self.capacity()
+        )
+    }
+}
+
+/// Several budgets of one limiter (rpm, tpm, ...) shared through Redis and
+/// charged together, all or nothing, by one script call: the engine of a
+/// Redis-backed `Limiter`. Every method takes one amount per budget.
+///
+/// >>> budgets = RedisBudgets(backend, "team-a", [("rpm", 10.0, 600.0), ("tpm", 1e3, 6e4)])
+#[pyclass(frozen, subclass, module = "ratekeeper._core", name = "RedisBudgets")]
+pub struct RedisBudgets {
+    shared: Arc<SharedGcra>,
+    key: String,
+}
+
+impl RedisBudgets {
+    fn amounts(&self, amounts: Vec<f64>) -> PyResult<Vec<f64>> {
+        let expected = self.shared.budgets().len();
+        if amounts.len() != expected {
+            return Err(PyValueError::new_err(format!(
+                "amounts must hold one number per budget ({expected}), got {}",
+                amounts.len()
+            )));
+        }
+        if amounts.iter().all(|&n| n == 0.0) {
+            return Err(PyValueError::new_err("amounts must not all be 0"));
+        }
+        Ok(amounts)
+    }
+}
+
+#[pymethods]
+impl RedisBudgets {
+    #[new]
+    #[pyo3(signature = (backend, key, budgets))]
+    fn new(
+        backend: Bound<'_, RedisBackend>,
+        key: String,
+        budgets: Vec<(String, f64, f64)>,
+    ) -> PyResult<Self> {
+        if budgets.is_empty() {
+            return Err(PyValueError::new_err("budgets must not be empty"));
+        }
+        let named: Vec<(&str, f64, f64)> = budgets
+            .iter()
+            .map(|(name, rate, cap)| (name.as_str(), *rate, *cap))
+            .collect();
+        let shared = backend.get().shared(&key, &named)?;
+        Ok(RedisBudgets {
+            shared: Arc::new(shared),
+            key,
+        })
+    }
+
+    fn try_acquire(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<bool> {
+        ops::try_acquire(py, &self.shared, &self.amounts(amounts)?)
+    }
+
+    #[pyo3(signature = (amounts, timeout=None))]
+    fn acquire(&self, py: Python<'_>, amounts: Vec<f64>, timeout: Option<f64>) -> PyResult<bool> {
+        ops::acquire(py, &self.shared, &self.amounts(amounts)?, timeout)
+    }
+
+    fn wait_time(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<f64> {
+        ops::wait_time(py, &self.shared, &self.amounts(amounts)?)
+    }
+
+    fn refund(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<()> {
+        ops::refund(py, &self.shared, &self.amounts(amounts)?);
+        Ok(())
+    }
+
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        ops::reset(py, &self.shared)
+    }
+
+    fn _reserve_into(
+        &self,
+        amounts: Vec<f64>,
+        timeout: Option<f64>,
+        call_soon_threadsafe: Py<PyAny>,
+        resolve: Py<PyAny>,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
+        let amounts = self.amounts(amounts)?;
+        ops::reserve_into(
+            &self.shared,
+            amounts,
+            timeout,
+            call_soon_threadsafe,
+            resolve,
+            future,
+        )
+    }
+
+    fn _cancel(&self, amounts: Vec<f64>, source: u8) {
+        ops::cancel(&self.shared, amounts, source)
+    }
+
+    /// The budgets' names, in the order amounts are given.
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        let prefix_len = self.shared.budgets()[0]
+            .key()
+            .rfind("}:")
+            .map_or(0, |i| i + 2);
+        self.shared
+            .budgets()
+            .iter()
+            .map(|b| b.key()[prefix_len..].to_owned())
+            .collect()
+    }
+
+    #[getter]
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RedisBudgets(key='{}', budgets={:?})",
+            self.key,
+            self.names()
+        )
+    }
+}
+
+/// Adds the Redis classes to `ratekeeper._core`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RedisBackend>()?;
+    m.add_class::<RedisTokenBucket>()?;
+    m.add_class::<RedisBudgets>()?;
+    m.add("REDIS_GCRA_SCRIPT", script::GCRA_SCRIPT)?;
+    Ok(())
+}

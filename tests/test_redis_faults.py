@@ -1,0 +1,181 @@
+"""Redis going away, hanging, and Redis Cluster: real servers, real faults."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis as redis_py
+from redis_server import REDIS_CLI, RedisServer, free_port
+
+import ratekeeper as rk
+from ratekeeper.redis import RedisBudgets
+
+
+def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "ratekeeper" and r.levelno == logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize("on_error", ["local", "allow", "deny"])
+def test_each_on_error_mode_does_what_it_says_when_redis_is_killed(
+    own_redis: RedisServer, unique_key: str, on_error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ratekeeper")
+    backend = rk.RedisBackend(own_redis.url, on_error=on_error, timeout=0.25)
+    b = rk.RedisTokenBucket(backend, unique_key, rate=0.01, capacity=3)
+    assert b.try_acquire()
+    own_redis.kill()  # SIGKILL, mid-run
+    start = time.monotonic()
+    answers = [b.try_acquire() for _ in range(10)]
+    assert time.monotonic() - start < 3.0
+    assert backend.is_down
+    if on_error == "local":
+        # The stand-in starts full: its own capacity, then it limits.
+        assert answers == [True] * 3 + [False] * 7
+        assert b.acquire(timeout=0.01) is False
+    elif on_error == "allow":
+        assert answers == [True] * 10
+        assert b.acquire() is True
+    else:
+        assert answers == [False] * 10
+        with pytest.raises(rk.RateLimitError, match="deny"):
+            b.acquire()
+    assert len(outage_warnings(caplog)) == 1
+    assert on_error in outage_warnings(caplog)[0]
+
+    own_redis.start()  # same port: limiting resumes on Redis
+    time.sleep(1.1)  # one probe per second while down
+    deadline = time.monotonic() + 5
+    while backend.is_down and time.monotonic() < deadline:
+        b.try_acquire()
+        time.sleep(0.05)
+    assert not backend.is_down
+    client = redis_py.Redis(port=own_redis.port)
+    b.reset()
+    assert b.try_acquire(2)
+    assert client.get(f"{{ratekeeper:{unique_key}}}:bucket") is not None
+    assert [b.try_acquire() for _ in range(2)] == [True, False]
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+    client.close()
+
+
+async def test_async_acquire_falls_back_without_raising(
+    own_redis: RedisServer, unique_key: str
+) -> None:
+    b = rk.RedisTokenBucket(rk.RedisBackend(own_redis.url), unique_key, rate=0.01, capacity=2)
+    assert await b.acquire_async()
+    own_redis.kill()
+    assert [await b.acquire_async(timeout=0) for _ in range(3)] == [True, True, False]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """Accepts connections and never answers: a stuck Redis."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("on_error", ["local", "allow", "deny"])
+async def test_a_server_that_never_answers_costs_at_most_the_timeout(
+    silent_server: int, unique_key: str, on_error: str
+) -> None:
+    backend = rk.RedisBackend(
+        f"redis://127.0.0.1:{silent_server}/0", on_error=on_error, timeout=0.2
+    )
+    b = rk.RedisTokenBucket(backend, unique_key, rate=1, capacity=5)
+    start = time.monotonic()
+    first = b.try_acquire()
+    assert time.monotonic() - start < 1.5
+    assert first is (on_error != "deny")
+    start = time.monotonic()
+    for _ in range(20):  # while down, calls fall back at once
+        b.try_acquire()
+    assert time.monotonic() - start < 1.0
+    if on_error == "deny":
+        with pytest.raises(rk.RateLimitError):
+            await b.acquire_async()
+    else:
+        assert await b.acquire_async(timeout=10) is True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 < 65536:
+            return port
+
+
+@pytest.fixture
+def cluster() -> Iterator[list[str]]:
+    if REDIS_CLI is None or shutil.which("redis-server") is None:
+        pytest.skip("redis-cli / redis-server not installed")
+    options = ("--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+    nodes = [RedisServer(cluster_port(), *options) for _ in range(3)]
+    try:
+        for node in nodes:
+            node.extra = (*node.extra, "--cluster-config-file", f"{node.dir}/nodes.conf")
+            node.start()
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
+             "--cluster-yes"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            info = subprocess.run(
+                [REDIS_CLI, "-p", str(nodes[0].port), "cluster", "info"],
+                capture_output=True, text=True, timeout=5,
+            ).stdout  # fmt: skip
+            if "cluster_state:ok" in info:
+                break
+            time.sleep(0.1)
+        yield [n.url.removesuffix("/0") for n in nodes]
+    finally:
+        for node in nodes:
+            node.__exit__()
+
+
+def test_a_limiter_with_rpm_and_tpm_works_on_redis_cluster(cluster: list[str]) -> None:
+    backend = rk.RedisBackend(cluster, prefix="rk")
+    keys = [f"team-{i}" for i in range(8)]  # spread over the cluster's slots
+    for key in keys:
+        budgets = RedisBudgets(backend, key, [("rpm", 0.01, 3.0), ("tpm", 0.01, 100.0)])
+        assert budgets.try_acquire([1, 60])
+        assert not budgets.try_acquire([1, 50])  # tpm short: all or nothing
+        assert budgets.try_acquire([1, 40])
+        assert budgets.try_acquire([1, 0])
+        assert not budgets.try_acquire([1, 0])
+    assert not backend.is_down
+    b = rk.RedisTokenBucket(backend, "solo", rate=0.01, capacity=2)
+    assert [b.try_acquire() for _ in range(3)] == [True, True, False]
