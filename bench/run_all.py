@@ -18,7 +18,9 @@ def main() -> int:
     failures = 0
     for script in sorted(here.glob("bench_*.py")):
         print(f"\n### {script.name}\n", flush=True)
-        status = subprocess.call([sys.executable, str(script), *sys.argv[1:]], cwd=here)
+        # Only scripts that know --quick get it; the others run in full.
+        args = sys.argv[1:] if "--quick" in script.read_text() else []
+        status = subprocess.call([sys.executable, str(script), *args], cwd=here)
         if status != 0:
             print(f"{script.name} exited with {status}", file=sys.stderr)
             failures += 1
