@@ -77,6 +77,7 @@ def sync_section(calls: int) -> list[tuple[str, ...]]:
     rejecting.try_acquire()
     env = {"floor_obj": floor_obj, "admitting": admitting, "rejecting": rejecting}
     baseline = ns_per_call("floor_obj.noop()", env, calls)
+    same_shape = ns_per_call("floor_obj.noop_like_try_acquire()", env, calls)
     ours = {
         "admitting": ns_per_call("admitting.try_acquire()", env, calls),
         "rejecting": ns_per_call("rejecting.try_acquire()", env, calls),
@@ -90,7 +91,15 @@ def sync_section(calls: int) -> list[tuple[str, ...]]:
             n: ns_per_call(st, e, peer_calls) for n, (st, e) in peers_rejecting().items()
         },
     }
-    rows = [("no-op pyo3 method call (floor)", f"{baseline:,.0f}", "1.00x floor", "")]
+    rows = [
+        ("no-op pyo3 method call (floor)", f"{baseline:,.0f}", "1.00x floor", ""),
+        (
+            "no-op pyo3 method, try_acquire's signature",
+            f"{same_shape:,.0f}",
+            f"{same_shape / baseline:.2f}x floor",
+            "",
+        ),
+    ]
     for case, ns in ours.items():
         fastest = min(peers[case].values())
         rows.append(
@@ -108,17 +117,27 @@ def sync_section(calls: int) -> list[tuple[str, ...]]:
     return rows
 
 
+async def _empty_coroutine() -> bool:
+    return True
+
+
 def async_section(calls: int) -> list[tuple[str, ...]]:
     from aiolimiter import AsyncLimiter
 
-    env = {"bucket": rk.TokenBucket(HUGE, HUGE), "peer": AsyncLimiter(HUGE, 1)}
+    env = {
+        "bucket": rk.TokenBucket(HUGE, HUGE),
+        "peer": AsyncLimiter(HUGE, 1),
+        "empty": _empty_coroutine,
+    }
+    floor = async_ns_per_call("empty()", env, calls)
     ours = async_ns_per_call("bucket.acquire_async()", env, calls)
     theirs = async_ns_per_call("peer.acquire()", env, calls)
     return [
+        ("await an empty coroutine (async floor)", f"{floor:,.0f}", "", ""),
         (
             "await rk.TokenBucket.acquire_async() granted",
             f"{ours:,.0f}",
-            "",
+            f"{ours / floor:.2f}x async floor",
             f"{theirs / ours:.1f}x faster",
         ),
         ("  aiolimiter AsyncLimiter.acquire()", f"{theirs:,.0f}", "", ""),

@@ -17,4 +17,11 @@ impl Baseline {
 
     /// Does nothing, as cheaply as pyo3 allows.
     fn noop(&self) {}
+
+    /// Does nothing with the signature of `try_acquire(n=1.0)`: the floor for
+    /// a method that parses one optional argument and returns a bool.
+    #[pyo3(signature = (n=1.0))]
+    fn noop_like_try_acquire(&self, n: f64) -> bool {
+        n > 0.0
+    }
 }
