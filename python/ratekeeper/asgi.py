@@ -6,6 +6,8 @@ app never sees it. Every response, granted or not, carries
 (seconds until the client's bucket is full again); a 429 adds
 ``Retry-After``. Buckets are per key, in process (``KeyedLimiter``) or
 shared by every worker through Redis (``backend=RedisBackend(...)``).
+
+>>> # app = RateLimitMiddleware(Starlette(routes=routes), rate=10, capacity=20)
 """
 
 from __future__ import annotations

@@ -55,16 +55,28 @@ impl Backoff {
         Ok(self.inner.delay(attempt, &mut rand::rng()))
     }
 
+    /// The delay before the first retry, in seconds.
+    ///
+    /// >>> Backoff(base=0.5).base
+    /// 0.5
     #[getter]
     fn base(&self) -> f64 {
         self.inner.base()
     }
 
+    /// No delay is ever longer than this, in seconds.
+    ///
+    /// >>> Backoff(max_delay=30.0).max_delay
+    /// 30.0
     #[getter]
     fn max_delay(&self) -> f64 {
         self.inner.max_delay()
     }
 
+    /// Each retry's delay is the previous one times this (before jitter).
+    ///
+    /// >>> Backoff(multiplier=3.0).multiplier
+    /// 3.0
     #[getter]
     fn multiplier(&self) -> f64 {
         self.inner.multiplier()

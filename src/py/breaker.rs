@@ -303,21 +303,37 @@ impl CircuitBreaker {
         self.settle(py, Permit(permit), exc)
     }
 
+    /// Consecutive failures that open the breaker.
+    ///
+    /// >>> CircuitBreaker(failure_threshold=3).failure_threshold
+    /// 3
     #[getter]
     fn failure_threshold(&self) -> u32 {
         self.inner.config().failure_threshold
     }
 
+    /// Seconds an open breaker waits before letting a probe through.
+    ///
+    /// >>> CircuitBreaker(reset_timeout=30.0).reset_timeout
+    /// 30.0
     #[getter]
     fn reset_timeout(&self) -> f64 {
         self.inner.config().reset_timeout.as_secs_f64()
     }
 
+    /// Probe calls let through at once while half open.
+    ///
+    /// >>> CircuitBreaker(half_open_max_calls=2).half_open_max_calls
+    /// 2
     #[getter]
     fn half_open_max_calls(&self) -> u32 {
         self.inner.config().half_open_max_calls
     }
 
+    /// Successful probes that close a half-open breaker.
+    ///
+    /// >>> CircuitBreaker(success_threshold=2).success_threshold
+    /// 2
     #[getter]
     fn success_threshold(&self) -> u32 {
         self.inner.config().success_threshold

@@ -129,11 +129,19 @@ impl TokenBucket {
         self.inner.reset()
     }
 
+    /// Units added per second.
+    ///
+    /// >>> TokenBucket.per_minute(60).rate
+    /// 1.0
     #[getter]
     fn rate(&self) -> f64 {
         self.inner.rule().rate()
     }
 
+    /// The most units the bucket holds (its burst).
+    ///
+    /// >>> TokenBucket.per_minute(60, burst=10).capacity
+    /// 10.0
     #[getter]
     fn capacity(&self) -> f64 {
         self.inner.rule().capacity()

@@ -425,6 +425,10 @@ impl Limiter {
         self.shared.budgets.reset()
     }
 
+    /// The cap on permits held at once; `None` when uncapped.
+    ///
+    /// >>> Limiter(rpm=60, concurrency=4).concurrency
+    /// 4
     #[getter]
     fn concurrency(&self) -> Option<u64> {
         self.shared.slots.as_ref().map(|s| s.capacity())
@@ -542,11 +546,19 @@ impl Permit {
         self.grant.lock().amounts.total
     }
 
+    /// Tokens charged to itpm (the estimate, or the reconciled usage).
+    ///
+    /// >>> Limiter(itpm=1000).acquire(input_tokens=10).input_tokens
+    /// 10.0
     #[getter]
     fn input_tokens(&self) -> f64 {
         self.grant.lock().amounts.input
     }
 
+    /// Tokens charged to otpm (the estimate, or the reconciled usage).
+    ///
+    /// >>> Limiter(otpm=1000).acquire(output_tokens=10).output_tokens
+    /// 10.0
     #[getter]
     fn output_tokens(&self) -> f64 {
         self.grant.lock().amounts.output
@@ -558,6 +570,10 @@ impl Permit {
         self.waited
     }
 
+    /// Whether the concurrency slot has been given back.
+    ///
+    /// >>> permit = Limiter(rpm=60).acquire(); permit.release(); permit.released
+    /// True
     #[getter]
     fn released(&self) -> bool {
         self.released.load(Ordering::Acquire)

@@ -71,16 +71,28 @@ impl RedisBackend {
         })
     }
 
+    /// The prefix of every Redis key this backend writes.
+    ///
+    /// >>> RedisBackend("redis://127.0.0.1:6379/0", prefix="myapp").prefix
+    /// 'myapp'
     #[getter]
     fn prefix(&self) -> &str {
         &self.prefix
     }
 
+    /// What happens while Redis is unreachable: `"local"`, `"allow"` or `"deny"`.
+    ///
+    /// >>> RedisBackend("redis://127.0.0.1:6379/0", on_error="deny").on_error
+    /// 'deny'
     #[getter]
     fn on_error(&self) -> &'static str {
         self.on_error.as_str()
     }
 
+    /// The bound on every Redis call, in seconds.
+    ///
+    /// >>> RedisBackend("redis://127.0.0.1:6379/0", timeout=0.5).timeout
+    /// 0.5
     #[getter]
     fn timeout(&self) -> f64 {
         self.store.timeout().as_secs_f64()
@@ -274,21 +286,37 @@ impl RedisTokenBucket {
         ops::reset(py, &self.shared)
     }
 
+    /// The `RedisBackend` this bucket's state lives in.
+    ///
+    /// >>> bucket.backend.prefix  # doctest: +SKIP
+    /// 'ratekeeper'
     #[getter]
     fn backend(&self, py: Python<'_>) -> Py<RedisBackend> {
         self.backend.clone_ref(py)
     }
 
+    /// The shared key: every process using it shares one budget.
+    ///
+    /// >>> bucket.key  # doctest: +SKIP
+    /// 'openai'
     #[getter]
     fn key(&self) -> &str {
         &self.key
     }
 
+    /// Units added per second.
+    ///
+    /// >>> RedisTokenBucket(backend, "k", rate=10.0, capacity=20.0).rate  # doctest: +SKIP
+    /// 10.0
     #[getter]
     fn rate(&self) -> f64 {
         self.shared.budgets()[0].rule().rate()
     }
 
+    /// The most units the shared bucket holds.
+    ///
+    /// >>> RedisTokenBucket(backend, "k", rate=10.0, capacity=20.0).capacity  # doctest: +SKIP
+    /// 20.0
     #[getter]
     fn capacity(&self) -> f64 {
         self.shared.budgets()[0].rule().capacity()
@@ -423,6 +451,10 @@ impl RedisBudgets {
             .collect()
     }
 
+    /// The shared key of these budgets: every process using it shares them.
+    ///
+    /// >>> budgets.key  # doctest: +SKIP
+    /// 'team-a'
     #[getter]
     fn key(&self) -> &str {
         &self.key

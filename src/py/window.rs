@@ -105,11 +105,11 @@ macro_rules! window_class {
 window_class!(
     SlidingWindow,
     window::SlidingWindow,
-    "At most `limit` units in any window of `window` seconds (exact, a sliding log)."
+    "At most `limit` units in any window of `window` seconds (exact, a sliding log).\n\n>>> SlidingWindow(limit=100, window=60.0).try_acquire()\nTrue"
 );
 
 window_class!(
     FixedWindow,
     window::FixedWindow,
-    "At most `limit` units per aligned window `[k*window, (k+1)*window)` of the clock."
+    "At most `limit` units per aligned window `[k*window, (k+1)*window)` of the clock.\n\n>>> FixedWindow(limit=100, window=60.0).try_acquire()\nTrue"
 );
