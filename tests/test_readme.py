@@ -75,10 +75,15 @@ def redis_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"README.md:{e.line}" for e in EXAMPLES])
 def test_readme_example_runs(
-    example: Example, request: pytest.FixtureRequest, tmp_path: Path
+    example: Example,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if example.marker == "not-tested":
         pytest.skip(f"not tested: {example.reason}")
+    if "OPENROUTER_API_KEY" in example.code:
+        monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-readme-test")
     if "RATEKEEPER_REDIS_URL" in example.code:
         request.getfixturevalue("redis_env")
     if example.marker == "pytest":
