@@ -18,7 +18,8 @@ test: install
 lint: install
 	bash .ci/lint.sh
 
-demo: install
+demo:
+	RK_SKIP_REDIS=1 bash .ci/install.sh
 	$(VENV)/bin/ratekeeper demo
 
 bench: install

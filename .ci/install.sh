@@ -6,8 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+# The tests need a real redis-server; the demo does not (`make demo` skips it).
+if [ "${RK_SKIP_REDIS:-0}" != "1" ] && { ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; }; then
     echo "== installing redis-server (Debian)"
+    if [ "$(id -u)" != "0" ]; then
+        echo "redis-server is missing and installing it needs root: run 'sudo apt-get install redis-server' first" >&2
+        exit 1
+    fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq redis-server redis-tools >/dev/null
