@@ -253,10 +253,21 @@ def test_update_from_headers_ignores_a_more_generous_server() -> None:
 # ---------------------------------------------------------------- config
 
 
+def test_a_limiter_without_budgets_grants_at_once_but_honours_pause() -> None:
+    limiter, clock = manual()
+    with limiter.acquire(tokens=10_000):
+        pass
+    limiter.pause(5.0)
+    with pytest.raises(rk.RateLimitTimeout):
+        limiter.acquire(timeout=1.0)
+    limiter.acquire().release()
+    assert clock.now() == pytest.approx(5.0)
+    assert limiter.stats()["granted"] == 2
+
+
 @pytest.mark.parametrize(
     ("kwargs", "names"),
     [
-        ({}, "at least one"),
         ({"rpm": 0}, "rpm"),
         ({"rpm": -1}, "rpm"),
         ({"tpm": math.nan}, "tpm"),

@@ -211,11 +211,9 @@ impl Limiter {
             Some(c) if !c.is_none() => Some(Semaphore::new(check_concurrency(c)?)),
             _ => None,
         };
-        if budgets.is_empty() && slots.is_none() {
-            return Err(PyValueError::new_err(
-                "Limiter needs at least one of rps, rpm, rph, rpd, tpm, itpm, otpm or concurrency",
-            ));
-        }
+        // A Limiter with no budget is allowed: it grants at once but still
+        // honours `pause` (the shared back-off after a 429) and counts, which
+        // is what `rk.wrap(client)` with no limits given needs.
         if burst.is_some() && limits[..4].iter().all(Option::is_none) {
             return Err(PyValueError::new_err(
                 "burst sets the request budgets' capacity: give rps, rpm, rph or rpd with it",
