@@ -27,10 +27,11 @@ path untouched. They have the same methods; what differs:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from . import _core
 from .errors import RateLimitError, RateLimitTimeout
@@ -51,6 +52,12 @@ def _check_tokens(name: str, value: float) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def _check_timeout(timeout: Optional[float]) -> Optional[float]:
+    if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"timeout must be None or a finite number >= 0, got {timeout!r}")
+    return timeout
 
 
 class _Tokens:
@@ -109,7 +116,7 @@ class RedisPermit:
     >>> with limiter.acquire(tokens=1000) as permit: permit.reconcile(640)  # doctest: +SKIP
     """
 
-    __slots__ = ("_limiter", "_slot", "_source", "_tokens", "_lock", "released", "waited")
+    __slots__ = ("_limiter", "_lock", "_slot", "_source", "_tokens", "released", "waited")
 
     def __init__(
         self,
@@ -175,7 +182,7 @@ class RedisPermit:
     def __enter__(self) -> RedisPermit:
         return self
 
-    def __exit__(self, *_exc: object) -> bool:
+    def __exit__(self, *_exc: object) -> Literal[False]:
         self.release()
         return False
 
@@ -227,7 +234,10 @@ class RedisLimiter:
         limits = {"rps": rps, "rpm": rpm, "rph": rph, "rpd": rpd}
         limits.update({"tpm": tpm, "itpm": itpm, "otpm": otpm})
         # The in-process constructor checks every argument the same way.
-        _core.Limiter(concurrency=concurrency, burst=burst, **limits)
+        _core.Limiter(
+            rps=rps, rpm=rpm, rph=rph, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm,
+            concurrency=concurrency, burst=burst,
+        )  # fmt: skip
         budgets = []
         for name, amount in limits.items():
             if amount is None:
@@ -306,6 +316,7 @@ class RedisLimiter:
         """
         request = _Tokens(tokens, input_tokens, output_tokens)
         amounts = self._amounts(request)
+        timeout = _check_timeout(timeout)
         slot = None if self._slots is None else self._slots.acquire(0.0, timeout)
         try:
             slot_waited = 0.0 if slot is None else slot.waited
@@ -337,6 +348,7 @@ class RedisLimiter:
         """
         request = _Tokens(tokens, input_tokens, output_tokens)
         amounts = self._amounts(request)
+        timeout = _check_timeout(timeout)
         loop = asyncio.get_running_loop()
         slot = None
         if self._slots is not None:
@@ -388,10 +400,8 @@ class RedisLimiter:
         if any(extra):
             # Charged now whatever the wait: the tokens were already spent.
             # Under on_error="deny" during an outage there is nothing to charge.
-            try:
+            with contextlib.suppress(RateLimitError):
                 self._budgets._reserve(extra, None)
-            except RateLimitError:
-                pass
 
     # -- control ------------------------------------------------------------
 
@@ -450,7 +460,7 @@ class RedisLimiter:
             return capacity
         ahead = peeked[0][self._names.index(budget)]
         rate = self._limits[budget] / _PERIODS.get(budget, 60.0)
-        return capacity - ahead * rate
+        return float(capacity - ahead * rate)
 
     def stats(self) -> dict[str, Any]:
         """This process's counters, with ``available`` and ``paused_for`` read from Redis.
