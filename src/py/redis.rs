@@ -110,6 +110,18 @@ impl RedisBackend {
 }
 
 impl RedisBackend {
+    pub fn prefix_str(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn on_error_mode(&self) -> OnError {
+        self.on_error
+    }
+
     /// Budgets `(name, rate, capacity)` of the limiter `key` on this backend.
     pub fn shared(&self, key: &str, budgets: &[(&str, f64, f64)]) -> PyResult<SharedGcra> {
         let budgets = budgets
