@@ -289,7 +289,7 @@ def keyed_spend(url: str, prefix: str, seconds: float, ready, results) -> None: 
 
 
 def test_two_processes_share_a_keyed_limiters_bucket(redis_url: str, unique_key: str) -> None:
-    seconds = 1.5
+    seconds = 1.0
     ctx = multiprocessing.get_context("spawn")
     ready, results = ctx.Barrier(2), ctx.Queue()
     workers = [

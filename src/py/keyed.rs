@@ -63,7 +63,7 @@ fn overrides_from(overrides: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String,
 impl KeyedLimiter {
     #[new]
     #[pyo3(signature = (rate, capacity, *, overrides=None, idle_timeout=600.0, clock=None, backend=None))]
-    fn new(
+    fn py_new(
         py: Python<'_>,
         rate: f64,
         capacity: f64,

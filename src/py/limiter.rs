@@ -236,7 +236,7 @@ impl Limiter {
     #[new]
     #[pyo3(signature = (*, rpm=None, tpm=None, rps=None, rph=None, rpd=None, itpm=None, otpm=None, concurrency=None, burst=None, clock=None, backend=None, key=None))]
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    fn py_new(
         py: Python<'_>,
         rpm: Option<f64>,
         tpm: Option<f64>,
