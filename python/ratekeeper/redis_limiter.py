@@ -16,7 +16,7 @@ path untouched. They have the same methods; what differs:
 - ``concurrency`` stays per process (a slot is held for a request's whole
   life, which a crashed process would never give back to a shared counter).
 - ``stats()`` counts this process's requests; ``available`` and
-  ``paused_for`` are read from Redis (``None``/0 while it is unreachable).
+  ``paused_for`` are read from Redis (capacity and 0 while it is unreachable).
 - ``Permit.reconcile`` refunds to, or charges extra on, Redis (one call).
 - A ``RedisKeyedLimiter`` keeps one bucket per key in Redis, under the
   backend's prefix: ``{prefix:keyed:KEY}:bucket``. Its keys expire when their
@@ -173,11 +173,6 @@ class RedisPermit:
             new = old.reconciled(actual_tokens, input_tokens, output_tokens)
             self._tokens = new
         self._limiter._settle(old, new, self._source)
-
-    def _cancel(self) -> None:
-        """Gives everything back: the budgets to whoever granted them, and the slot."""
-        self._limiter._give_back(self._tokens, self._source)
-        self.release()
 
     def __enter__(self) -> RedisPermit:
         return self
