@@ -121,6 +121,16 @@ async def async_figures(url: str, bucket: rk.RedisTokenBucket, n: int) -> dict[s
     return out
 
 
+async def limiter_figures(limiter: Any, n: int) -> dict[str, float]:
+    async def acquire() -> None:
+        (await limiter.acquire_async(tokens=100)).release()
+
+    return {
+        "rk Limiter(rpm, tpm, backend).acquire_async": await arate_of(acquire, n),
+        "32 tasks: rk Limiter(backend).acquire_async": await concurrent_rate(acquire, n),
+    }
+
+
 def start_server() -> tuple[str, subprocess.Popen[bytes], str]:
     server = shutil.which("redis-server")
     if server is None:
@@ -162,6 +172,17 @@ def main() -> None:
             ("rk RedisTokenBucket.try_acquire", rate_of(bucket.try_acquire, n)),
             ("rk RedisTokenBucket.acquire", rate_of(bucket.acquire, n)),
         ]
+        # A shared Limiter: rpm and tpm checked and charged by one script call.
+        limiter = rk.Limiter(rpm=HUGE, tpm=HUGE, backend=rk.RedisBackend(url), key="bench-lim")
+
+        def limiter_acquire() -> None:
+            limiter.acquire(tokens=100).release()
+
+        users = rk.KeyedLimiter(HUGE, HUGE, backend=rk.RedisBackend(url))
+        rows += [
+            ("rk Limiter(rpm, tpm, backend).acquire", rate_of(limiter_acquire, n)),
+            ("rk KeyedLimiter(backend).try_acquire", rate_of(lambda: users.try_acquire("u"), n)),
+        ]
         rows += [(name, r) for name, r in peers(url, n).items() if r is not None]
         print(f"Sequential acquires/s on {url} (n={n}); ratio = x redis-py PING")
         for name, ops in rows:
@@ -172,6 +193,8 @@ def main() -> None:
             print(f"  rk try_acquire vs fastest GCRA peer: {rows[1][1] / best:.2f}x")
         print("Async (one task sequential, then 32 concurrent tasks: throughput)")
         for name, ops in asyncio.run(async_figures(url, bucket, n)).items():
+            print(f"  {name:45s} {ops:10,.0f}/s")
+        for name, ops in asyncio.run(limiter_figures(limiter, n)).items():
             print(f"  {name:45s} {ops:10,.0f}/s")
         client.close()
     finally:

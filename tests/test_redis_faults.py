@@ -179,3 +179,17 @@ def test_a_limiter_with_rpm_and_tpm_works_on_redis_cluster(cluster: list[str]) -
     assert not backend.is_down
     b = rk.RedisTokenBucket(backend, "solo", rate=0.01, capacity=2)
     assert [b.try_acquire() for _ in range(3)] == [True, True, False]
+    # The issue's own words: "a Limiter with rpm and tpm works there".
+    for key in keys:
+        limiter = rk.Limiter(rpm=3, tpm=100, backend=backend, key=f"limiter-{key}")
+        limiter.acquire(tokens=60).reconcile(50)
+        with pytest.raises(rk.RateLimitTimeout):
+            limiter.acquire(tokens=60, timeout=0)  # tpm short: all or nothing
+        assert limiter.available("rpm") == pytest.approx(2, abs=0.01)
+        limiter.acquire(tokens=50, timeout=0)
+        limiter.pause(0.2)
+        with pytest.raises(rk.RateLimitTimeout):
+            limiter.acquire(timeout=0)
+    users = rk.KeyedLimiter(0.01, 2, backend=backend)
+    assert [users.try_acquire(f"user-{i % 4}") for i in range(12)] == [True] * 8 + [False] * 4
+    assert not backend.is_down

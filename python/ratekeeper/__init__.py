@@ -17,7 +17,7 @@ from .headers import ServerLimits, read_limits, retry_after
 from .keyed import KeyedLimiter
 from .limiter import Limiter, Permit
 from .limiters import FixedWindow, SlidingWindow, TokenBucket
-from .redis import RedisBackend, RedisTokenBucket
+from .redis import RedisBackend, RedisSlidingWindow, RedisTokenBucket
 from .retry import Retry, RetryDecision, retry
 from .wrap import wrap
 
@@ -34,6 +34,7 @@ __all__ = [
     "RateLimitTimeout",
     "RateTracker",
     "RedisBackend",
+    "RedisSlidingWindow",
     "RedisTokenBucket",
     "ResponseCache",
     "Retry",

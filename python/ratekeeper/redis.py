@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from . import _core
 
-__all__ = ["RedisBackend", "RedisBudgets", "RedisTokenBucket"]
+__all__ = ["RedisBackend", "RedisBudgets", "RedisSlidingWindow", "RedisTokenBucket"]
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
@@ -126,3 +126,48 @@ class RedisBudgets(_core.RedisBudgets):
             self._cancel(amounts, source)
             raise
         return True
+
+
+class RedisSlidingWindow(_core.RedisSlidingWindow):
+    """At most ``limit`` units in any ``window`` seconds, for every process using ``key``.
+
+    Exact, like the in-process ``SlidingWindow``: a sliding log in a Redis
+    sorted set, on the server's clock, one script call per try. Nothing is
+    reserved ahead: a waiter sleeps the wait the log gives (when enough of it
+    leaves the window) and asks again, so it never polls.
+
+    >>> window = RedisSlidingWindow(backend, "openai", limit=100, window=60.0)  # doctest: +SKIP
+    """
+
+    __slots__ = ()
+
+    async def acquire_async(self, n: float = 1, timeout: Optional[float] = None) -> bool:
+        """Waits on the running loop until ``n`` units fit; ``False`` past ``timeout``.
+
+        >>> await window.acquire_async()  # doctest: +SKIP
+        """
+        if timeout is not None and not (timeout >= 0 and timeout != float("inf")):
+            raise ValueError(f"timeout must be None or a finite number >= 0, got {timeout!r}")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            reply: asyncio.Future[float] = loop.create_future()
+            self._try_into(n, loop.call_soon_threadsafe, _resolve, reply)
+            wait = await reply
+            if wait == 0.0:
+                return True
+            if deadline is not None and loop.time() + wait > deadline:
+                return False
+            await asyncio.sleep(wait)
+
+    async def __aenter__(self) -> RedisSlidingWindow:
+        await self.acquire_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        return None

@@ -4,7 +4,7 @@ use crate::core::keyed;
 use crate::core::{Nanos, Reservation};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyMapping, PyString};
+use pyo3::types::{PyDict, PyMapping, PyString};
 
 use super::clock::clock_from;
 use super::errors::{check_timeout, config_error};
@@ -62,19 +62,34 @@ fn overrides_from(overrides: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String,
 #[pymethods]
 impl KeyedLimiter {
     #[new]
-    #[pyo3(signature = (rate, capacity, *, overrides=None, idle_timeout=600.0, clock=None))]
-    fn new(
+    #[pyo3(signature = (rate, capacity, *, overrides=None, idle_timeout=600.0, clock=None, backend=None))]
+    fn py_new(
+        py: Python<'_>,
         rate: f64,
         capacity: f64,
         overrides: Option<&Bound<'_, PyAny>>,
         idle_timeout: f64,
         clock: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+        backend: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        if let Some(backend) = backend.filter(|b| !b.is_none()) {
+            // Buckets in Redis: a different engine (ratekeeper/redis_limiter.py)
+            // with the same methods, so the in-process one pays nothing for it.
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("overrides", overrides)?;
+            kwargs.set_item("idle_timeout", idle_timeout)?;
+            kwargs.set_item("clock", clock)?;
+            kwargs.set_item("backend", backend)?;
+            let class = py
+                .import("ratekeeper.redis_limiter")?
+                .getattr("RedisKeyedLimiter")?;
+            return Ok(class.call((rate, capacity), Some(&kwargs))?.unbind());
+        }
         let clock = clock_from(clock)?;
         let overrides = overrides_from(overrides)?;
         let inner = keyed::KeyedLimiter::new(rate, capacity, overrides, idle_timeout, clock)
             .map_err(config_error)?;
-        Ok(KeyedLimiter { inner })
+        Ok(Py::new(py, KeyedLimiter { inner })?.into_any())
     }
 
     /// Takes `n` units from `key`'s bucket now if they are available.

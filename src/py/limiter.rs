@@ -187,12 +187,10 @@ pub struct Limiter {
     shared: Arc<Shared>,
 }
 
-#[pymethods]
 impl Limiter {
-    #[new]
-    #[pyo3(signature = (*, rpm=None, tpm=None, rps=None, rph=None, rpd=None, itpm=None, otpm=None, concurrency=None, burst=None, clock=None))]
+    /// The in-process limiter (no backend).
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    fn in_process(
         rpm: Option<f64>,
         tpm: Option<f64>,
         rps: Option<f64>,
@@ -228,6 +226,75 @@ impl Limiter {
                 burst,
             }),
         })
+    }
+}
+
+#[pymethods]
+impl Limiter {
+    #[new]
+    #[pyo3(signature = (*, rpm=None, tpm=None, rps=None, rph=None, rpd=None, itpm=None, otpm=None, concurrency=None, burst=None, clock=None, backend=None, key=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn py_new(
+        py: Python<'_>,
+        rpm: Option<f64>,
+        tpm: Option<f64>,
+        rps: Option<f64>,
+        rph: Option<f64>,
+        rpd: Option<f64>,
+        itpm: Option<f64>,
+        otpm: Option<f64>,
+        concurrency: Option<&Bound<'_, PyAny>>,
+        burst: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+        backend: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        if let Some(backend) = backend.filter(|b| !b.is_none()) {
+            // Shared through Redis: a different engine (ratekeeper/redis_limiter.py)
+            // with the same methods, so the in-process one pays nothing for it.
+            let kwargs = PyDict::new(py);
+            for (name, value) in [
+                ("rpm", rpm),
+                ("tpm", tpm),
+                ("rps", rps),
+                ("rph", rph),
+                ("rpd", rpd),
+                ("itpm", itpm),
+                ("otpm", otpm),
+                ("burst", burst),
+            ] {
+                kwargs.set_item(name, value)?;
+            }
+            kwargs.set_item("concurrency", concurrency)?;
+            kwargs.set_item("clock", clock)?;
+            kwargs.set_item("backend", backend)?;
+            kwargs.set_item("key", key)?;
+            let class = py
+                .import("ratekeeper.redis_limiter")?
+                .getattr("RedisLimiter")?;
+            return Ok(class.call((), Some(&kwargs))?.unbind());
+        }
+        if key.is_some_and(|k| !k.is_none()) {
+            return Err(PyValueError::new_err(
+                "key names a budget shared through Redis: give backend=RedisBackend(...) with it",
+            ));
+        }
+        Ok(Py::new(
+            py,
+            Self::in_process(
+                rpm,
+                tpm,
+                rps,
+                rph,
+                rpd,
+                itpm,
+                otpm,
+                concurrency,
+                burst,
+                clock,
+            )?,
+        )?
+        .into_any())
     }
 
     /// Waits (GIL released) for a concurrency slot, then for every budget;

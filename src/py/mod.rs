@@ -16,6 +16,7 @@ mod limiter;
 mod protocol;
 mod redis;
 mod redis_ops;
+mod redis_window;
 mod text;
 mod tracker;
 mod window;
@@ -31,6 +32,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker_function::BreakerFunction>()?;
     m.add_class::<backoff::Backoff>()?;
     redis::register(m)?;
+    redis_window::register(m)?;
     m.add_class::<keyed::KeyedLimiter>()?;
     m.add_class::<tracker::RateTracker>()?;
     limiter::register(m)?;

@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use super::errors::{check_positive, check_timeout, config_error};
+use super::errors::{check_non_negative, check_positive, check_timeout, config_error};
 use super::redis_ops as ops;
 
 /// Where Redis-backed limiters keep their shared state.
@@ -122,6 +122,18 @@ impl RedisBackend {
 }
 
 impl RedisBackend {
+    pub fn prefix_str(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn on_error_mode(&self) -> OnError {
+        self.on_error
+    }
+
     /// Budgets `(name, rate, capacity)` of the limiter `key` on this backend.
     pub fn shared(&self, key: &str, budgets: &[(&str, f64, f64)]) -> PyResult<SharedGcra> {
         let budgets = budgets
@@ -385,7 +397,8 @@ impl RedisBudgets {
             .iter()
             .map(|(name, rate, cap)| (name.as_str(), *rate, *cap))
             .collect();
-        let shared = backend.get().shared(&key, &named)?;
+        let pause_key = script::key(&backend.get().prefix, &key, script::PAUSE);
+        let shared = backend.get().shared(&key, &named)?.with_pause(pause_key);
         Ok(RedisBudgets {
             shared: Arc::new(shared),
             key,
@@ -435,6 +448,106 @@ impl RedisBudgets {
 
     fn _cancel(&self, amounts: Vec<f64>, source: u8) {
         ops::cancel(&self.shared, amounts, source)
+    }
+
+    /// `_reserve(amounts, timeout)` -> `(granted, wait, source)`: charges
+    /// (or reserves, `wait` seconds from now) without sleeping; when not
+    /// granted, nothing is taken and `wait` is what it would have needed.
+    /// Raises `RateLimitError` under `on_error="deny"` during an outage.
+    #[pyo3(signature = (amounts, timeout=None))]
+    fn _reserve(
+        &self,
+        py: Python<'_>,
+        amounts: Vec<f64>,
+        timeout: Option<f64>,
+    ) -> PyResult<(bool, f64, u8)> {
+        let amounts = self.amounts(amounts)?;
+        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        Ok(
+            match ops::decide(py, &self.shared, &amounts, max_wait, None)? {
+                Decision::Granted { wait, source, .. } => {
+                    (true, wait.as_secs_f64(), ops::source_code(source))
+                }
+                Decision::Refused { wait } => (false, wait.as_secs_f64(), 0),
+                Decision::Denied => return Err(ops::denied(py)),
+            },
+        )
+    }
+
+    /// Gives back amounts granted by `source` (0 Redis, 1 local, 2 open).
+    fn _refund(&self, py: Python<'_>, amounts: Vec<f64>, source: u8) -> PyResult<()> {
+        let amounts = self.amounts(amounts)?;
+        let shared = &self.shared;
+        let event = py.detach(|| {
+            shared
+                .store()
+                .block_on(shared.refund(&amounts, ops::source_from(source)))
+        });
+        ops::log_event(py, &event, shared.on_error());
+        Ok(())
+    }
+
+    /// Nothing is granted, to any process on this key, for `seconds` from
+    /// now (server time); extends, never shortens, a pause in force.
+    fn pause(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let seconds = check_non_negative("seconds", seconds)?;
+        let shared = &self.shared;
+        let duration = Nanos::from_secs_f64(seconds.min(1e9));
+        let event = py.detach(|| shared.store().block_on(shared.pause(duration)));
+        ops::log_event(py, &event, shared.on_error());
+        Ok(())
+    }
+
+    /// Tightens budget `index` so that at most `remaining` units are
+    /// available now; with none left, none until `reset` seconds (at most
+    /// one period). Never loosens.
+    #[pyo3(signature = (index, remaining, reset=None))]
+    fn _adopt(
+        &self,
+        py: Python<'_>,
+        index: usize,
+        remaining: f64,
+        reset: Option<f64>,
+    ) -> PyResult<()> {
+        let budgets = self.shared.budgets();
+        let Some(budget) = budgets.get(index) else {
+            return Err(PyValueError::new_err(format!(
+                "index must be below {}, got {index}",
+                budgets.len()
+            )));
+        };
+        let rule = budget.rule();
+        if !(remaining.is_finite() && remaining >= 0.0) || remaining >= rule.capacity() {
+            return Ok(());
+        }
+        let tau_us = script::Charge::of(rule, 1.0).tau_us;
+        let mut floor = tau_us.saturating_sub(rule.cost(remaining).div_ceil(1000));
+        if remaining < 1.0 {
+            if let Some(reset) = reset.filter(|r| r.is_finite() && *r > 0.0) {
+                floor += ((reset * 1e6) as u64).min(tau_us);
+            }
+        }
+        let mut floors = vec![None; budgets.len()];
+        floors[index] = Some(floor);
+        let shared = &self.shared;
+        let event = py.detach(|| shared.store().block_on(shared.adopt(&floors)));
+        ops::log_event(py, &event, shared.on_error());
+        Ok(())
+    }
+
+    /// `(ahead, paused_for)` from Redis: seconds each budget's state runs
+    /// ahead of now (0: full) and the pause left; `None` while Redis is
+    /// unreachable.
+    fn _peek(&self, py: Python<'_>) -> Option<(Vec<f64>, f64)> {
+        let shared = &self.shared;
+        let (peeked, event) = py.detach(|| shared.store().block_on(shared.peek()));
+        ops::log_event(py, &event, shared.on_error());
+        peeked.map(|(aheads, paused)| {
+            (
+                aheads.iter().map(|a| a.as_secs_f64()).collect(),
+                paused.as_secs_f64(),
+            )
+        })
     }
 
     /// The budgets' names, in the order amounts are given.

@@ -64,7 +64,7 @@ pub fn denied(py: Python<'_>) -> PyErr {
     )
 }
 
-fn source_code(source: Source) -> u8 {
+pub fn source_code(source: Source) -> u8 {
     match source {
         Source::Redis => 0,
         Source::Local => 1,
@@ -72,7 +72,7 @@ fn source_code(source: Source) -> u8 {
     }
 }
 
-fn source_from(code: u8) -> Source {
+pub fn source_from(code: u8) -> Source {
     match code {
         0 => Source::Redis,
         1 => Source::Local,
@@ -164,8 +164,8 @@ fn to_object<'py>(py: Python<'py>, value: impl IntoPyObject<'py>) -> PyResult<Py
 }
 
 /// The async acquire: delivers `(wait, source)` — `wait` 0.0 when granted
-/// now, -1.0 when refused (nothing taken), else seconds until due — or the
-/// "denied" exception.
+/// now, -1.0 minus the wait it would have needed when refused (nothing
+/// taken), else seconds until due — or the "denied" exception.
 pub fn reserve_into(
     shared: &Arc<SharedGcra>,
     amounts: Vec<f64>,
@@ -187,7 +187,10 @@ pub fn reserve_into(
                         Decision::Granted { wait, source, .. } => {
                             to_object(py, (wait.as_secs_f64(), source_code(source)))
                         }
-                        Decision::Refused { .. } => to_object(py, (-1.0, 0u8)),
+                        // Below -1.0 by the wait it would have needed.
+                        Decision::Refused { wait } => {
+                            to_object(py, (-1.0 - wait.as_secs_f64(), 0u8))
+                        }
                         Decision::Denied => Err(denied(py)),
                     }
                 }

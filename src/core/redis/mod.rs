@@ -8,6 +8,8 @@
 pub mod script;
 pub mod shared;
 pub mod store;
+pub mod window;
 
 pub use shared::{Budget, Decision, OnError, SharedGcra, Source};
 pub use store::{Event, Store, Target, Unavailable};
+pub use window::{SharedWindow, WindowDecision};

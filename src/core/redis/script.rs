@@ -16,15 +16,22 @@
 use crate::core::gcra::Gcra;
 use crate::core::Nanos;
 
-/// The script. `KEYS`: one state key per budget. `ARGV`: mode (`acquire`,
-/// `peek` or `refund`), the longest acceptable wait in µs (-1: any), a
+/// The script. `KEYS`: one state key per budget, then optionally a pause
+/// key (present when `KEYS` has one more entry than there are budgets).
+/// `ARGV`: mode (`acquire`, `peek`, `refund`, `adopt` or `pause`), the
+/// longest acceptable wait in µs (-1: any; in `pause` mode the pause), a
 /// fixed `now` in µs for tests (empty: the server's `TIME`), then `cost`
-/// and `tau` in µs for each key.
+/// and `tau` in µs for each budget (in `adopt` mode `cost` is the floor of
+/// the budget's `tat` as an offset from now, -1: leave it alone).
 ///
-/// Replies `{wait, ahead}`: `wait` is how long until the units are due (0:
-/// now; -1 in `acquire` mode: refused, nothing taken, and `ahead` is then the
-/// wait that would have been needed), `ahead` is how far the first budget's
-/// `tat` runs ahead of now afterwards (0: full).
+/// The pause key holds the server time (µs) before which nothing is
+/// granted: `acquire` and `peek` treat it as the earliest grant time.
+///
+/// Replies `{wait, ahead, ...}`: `wait` is how long until the units are
+/// due (0: now; -1 in `acquire` mode: refused, nothing taken, and `ahead`
+/// is then the wait that would have been needed), `ahead` is how far the
+/// first budget's `tat` runs ahead of now afterwards (0: full). `peek` adds
+/// the `ahead` of every budget, then the pause left.
 pub const GCRA_SCRIPT: &str = r#"
 local now
 if ARGV[3] ~= '' then
@@ -34,15 +41,8 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local mode = ARGV[1]
-local tats = {}
-local due = now
-for i = 1, #KEYS do
-  local tat = tonumber(redis.call('GET', KEYS[i]) or 0) or 0
-  if tat < now then tat = now end
-  tats[i] = tat
-  local d = tat + tonumber(ARGV[2 + 2 * i]) - tonumber(ARGV[3 + 2 * i])
-  if d > due then due = d end
-end
+local budgets = (#ARGV - 3) / 2
+local pause_key = KEYS[budgets + 1]
 local function store(key, tat)
   if tat <= now then
     redis.call('DEL', key)
@@ -53,11 +53,41 @@ local function store(key, tat)
     redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
   end
 end
+if mode == 'pause' then
+  local until_ = now + tonumber(ARGV[2])
+  local old = tonumber(redis.call('GET', pause_key) or 0) or 0
+  if until_ > old then store(pause_key, until_) end
+  return {0, 0}
+end
+local tats = {}
+local due = now
+local paused = 0
+if pause_key then
+  paused = tonumber(redis.call('GET', pause_key) or 0) or 0
+  if paused > due then due = paused end
+end
+for i = 1, budgets do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or 0) or 0
+  if tat < now then tat = now end
+  tats[i] = tat
+  local d = tat + tonumber(ARGV[2 + 2 * i]) - tonumber(ARGV[3 + 2 * i])
+  if d > due then due = d end
+end
 if mode == 'peek' then
-  return {due - now, tats[1] - now}
+  local reply = {due - now, tats[1] - now}
+  for i = 1, budgets do reply[#reply + 1] = tats[i] - now end
+  reply[#reply + 1] = math.max(paused - now, 0)
+  return reply
+end
+if mode == 'adopt' then
+  for i = 1, budgets do
+    local floor = tonumber(ARGV[2 + 2 * i])
+    if floor >= 0 and now + floor > tats[i] then store(KEYS[i], now + floor) end
+  end
+  return {0, 0}
 end
 if mode == 'refund' then
-  for i = 1, #KEYS do
+  for i = 1, budgets do
     local tat = tats[i] - tonumber(ARGV[2 + 2 * i])
     if tat < now then tat = now end
     store(KEYS[i], tat)
@@ -68,7 +98,7 @@ local max_wait = tonumber(ARGV[2])
 if max_wait >= 0 and due - now > max_wait then
   return {-1, due - now}
 end
-for i = 1, #KEYS do
+for i = 1, budgets do
   tats[i] = tats[i] + tonumber(ARGV[2 + 2 * i])
   store(KEYS[i], tats[i])
 end
@@ -84,6 +114,10 @@ pub enum Mode {
     Peek,
     /// Give the units back, never above capacity.
     Refund,
+    /// Raise each budget's state to at least a floor (never lower it).
+    Adopt,
+    /// Grant nothing until the given time from now (never shortens a pause).
+    Pause,
 }
 
 impl Mode {
@@ -92,6 +126,8 @@ impl Mode {
             Mode::Acquire => "acquire",
             Mode::Peek => "peek",
             Mode::Refund => "refund",
+            Mode::Adopt => "adopt",
+            Mode::Pause => "pause",
         }
     }
 }
@@ -134,10 +170,10 @@ impl Reply {
     pub fn decode(raw: &[i64]) -> Option<Reply> {
         let to_nanos = |us: i64| Nanos((us.max(0) as u64).saturating_mul(1000));
         match *raw {
-            [-1, wait] => Some(Reply::Refused {
+            [-1, wait, ..] => Some(Reply::Refused {
                 wait: to_nanos(wait),
             }),
-            [wait, ahead] if wait >= 0 => Some(Reply::Granted {
+            [wait, ahead, ..] if wait >= 0 => Some(Reply::Granted {
                 wait: to_nanos(wait),
                 ahead: to_nanos(ahead),
             }),
@@ -176,6 +212,9 @@ pub fn arguments(
     args
 }
 
+/// The name of a limiter's pause key (beside its budgets, same hash tag).
+pub const PAUSE: &str = "pause";
+
 /// The Redis key of one budget: `{prefix:name}:budget`. The hash tag (the
 /// part in braces) is the same for every budget of one limiter, so a Redis
 /// Cluster keeps them on one slot and one script can touch them all.
@@ -211,6 +250,11 @@ mod tests {
             Some(Reply::Refused { wait: Nanos(7000) })
         );
         assert_eq!(Reply::decode(&[1]), None);
+        // `peek` appends every budget's state and the pause left.
+        assert_eq!(
+            Reply::decode(&[0, 5, 5, 9, 0]).map(|r| r.wait()),
+            Some(Nanos::ZERO)
+        );
         assert_eq!(Reply::decode(&[-3, 1]), None);
     }
 

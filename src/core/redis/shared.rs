@@ -117,6 +117,17 @@ impl SharedGcra {
         }
     }
 
+    /// Adds a pause key (same hash tag as the budgets): while it holds a
+    /// time in the future, nothing is granted (`pause`).
+    pub fn with_pause(mut self, key: String) -> SharedGcra {
+        self.keys.push(key);
+        self
+    }
+
+    fn has_pause(&self) -> bool {
+        self.keys.len() > self.budgets.len()
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -250,6 +261,65 @@ impl SharedGcra {
             }
             Source::Open => Event::None,
         }
+    }
+
+    /// Runs the script in `mode` with hand-made per-budget arguments and
+    /// returns its raw reply (`None`: Redis could not answer).
+    async fn call_raw(
+        &self,
+        mode: Mode,
+        second: String,
+        per_budget: Vec<(i64, u64)>,
+    ) -> (Option<Vec<i64>>, Event) {
+        let mut args = vec![mode.as_str().to_owned(), second, String::new()];
+        for (first, tau_us) in per_budget {
+            args.push(first.to_string());
+            args.push(tau_us.to_string());
+        }
+        let (result, event) = self.store.eval(&self.keys, &args).await;
+        (result.ok(), event)
+    }
+
+    fn taus(&self) -> impl Iterator<Item = u64> + '_ {
+        self.budgets.iter().map(|b| Charge::of(&b.rule, 1.0).tau_us)
+    }
+
+    /// Grants nothing, for every process, until `duration` from now on the
+    /// server's clock; never shortens a pause in force. Needs a pause key.
+    pub async fn pause(&self, duration: Nanos) -> Event {
+        if !self.has_pause() {
+            return Event::None;
+        }
+        let per_budget = self.taus().map(|tau| (0, tau)).collect();
+        let pause_us = duration.0.div_ceil(1000).to_string();
+        self.call_raw(Mode::Pause, pause_us, per_budget).await.1
+    }
+
+    /// Raises each budget's state to at least `now + floor` (µs; `None`
+    /// leaves the budget alone): the shared form of `Budgets::adopt`.
+    pub async fn adopt(&self, floors_us: &[Option<u64>]) -> Event {
+        let per_budget = self
+            .taus()
+            .zip(floors_us)
+            .map(|(tau, floor)| (floor.map_or(-1, |f| f.min(i64::MAX as u64) as i64), tau))
+            .collect();
+        self.call_raw(Mode::Adopt, "-1".to_owned(), per_budget)
+            .await
+            .1
+    }
+
+    /// How far each budget's state runs ahead of now, and the pause left,
+    /// from Redis (`None` while it is unreachable).
+    pub async fn peek(&self) -> (Option<(Vec<Nanos>, Nanos)>, Event) {
+        let per_budget = self.taus().map(|tau| (0, tau)).collect();
+        let (raw, event) = self.call_raw(Mode::Peek, "-1".to_owned(), per_budget).await;
+        let n = self.budgets.len();
+        let to_nanos = |us: i64| Nanos((us.max(0) as u64).saturating_mul(1000));
+        let decoded = raw.filter(|r| r.len() == n + 3).map(|r| {
+            let aheads = r[2..2 + n].iter().map(|&us| to_nanos(us)).collect();
+            (aheads, to_nanos(r[2 + n]))
+        });
+        (decoded, event)
     }
 
     /// Back to full: forgets the shared state (and the stand-ins').

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
 use super::script::GCRA_SCRIPT;
+use super::window::WINDOW_SCRIPT;
 
 /// Where the backend connects: one server, or the seed nodes of a cluster.
 #[derive(Clone, Debug)]
@@ -65,6 +66,7 @@ pub struct Store {
     connection: Mutex<Option<Connection>>,
     pool: Mutex<Vec<BlockingConnection>>,
     script: Script,
+    window_script: Script,
     timeout: Duration,
     probe_interval: Duration,
     origin: Instant,
@@ -94,6 +96,7 @@ impl Store {
             connection: Mutex::new(None),
             pool: Mutex::new(Vec::new()),
             script: Script::new(GCRA_SCRIPT),
+            window_script: Script::new(WINDOW_SCRIPT),
             timeout,
             probe_interval: Duration::from_secs(1),
             origin: Instant::now(),
@@ -178,10 +181,37 @@ impl Store {
         keys: &[String],
         args: &[String],
     ) -> (Result<Vec<i64>, Unavailable>, Event) {
+        self.eval_with(&self.script, keys, args).await
+    }
+
+    /// `eval` of the sliding-log script (`core::redis::window`).
+    pub async fn eval_window(
+        &self,
+        keys: &[String],
+        args: &[String],
+    ) -> (Result<Vec<i64>, Unavailable>, Event) {
+        self.eval_with(&self.window_script, keys, args).await
+    }
+
+    /// `eval_blocking` of the sliding-log script.
+    pub fn eval_window_blocking(
+        &self,
+        keys: &[String],
+        args: &[String],
+    ) -> (Result<Vec<i64>, Unavailable>, Event) {
+        self.eval_blocking_with(&self.window_script, keys, args)
+    }
+
+    async fn eval_with(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> (Result<Vec<i64>, Unavailable>, Event) {
         if !self.admit() {
             return Self::skipped();
         }
-        let result = match tokio::time::timeout(self.timeout, self.run(keys, args)).await {
+        let result = match tokio::time::timeout(self.timeout, self.run(script, keys, args)).await {
             Ok(result) => result,
             Err(_) => Err(Unavailable(format!(
                 "no answer from Redis within {:?}",
@@ -200,21 +230,35 @@ impl Store {
         keys: &[String],
         args: &[String],
     ) -> (Result<Vec<i64>, Unavailable>, Event) {
+        self.eval_blocking_with(&self.script, keys, args)
+    }
+
+    fn eval_blocking_with(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> (Result<Vec<i64>, Unavailable>, Event) {
         if !self.admit() {
             return Self::skipped();
         }
-        let result = self.run_blocking(keys, args);
+        let result = self.run_blocking(script, keys, args);
         let event = self.record(&result);
         (result, event)
     }
 
-    fn run_blocking(&self, keys: &[String], args: &[String]) -> Result<Vec<i64>, Unavailable> {
+    fn run_blocking(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Vec<i64>, Unavailable> {
         let pooled = self.pool.lock().pop();
         let mut connection = match pooled {
             Some(connection) => connection,
             None => self.connect_blocking()?,
         };
-        let mut invocation = self.script.prepare_invoke();
+        let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(key);
         }
@@ -258,9 +302,14 @@ impl Store {
 
     /// Runs the script by SHA (loading it on `NOSCRIPT`), connecting first if
     /// there is no connection yet.
-    async fn run(&self, keys: &[String], args: &[String]) -> Result<Vec<i64>, Unavailable> {
+    async fn run(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Vec<i64>, Unavailable> {
         let mut connection = self.connection().await?;
-        let mut invocation = self.script.prepare_invoke();
+        let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(key);
         }
