@@ -261,7 +261,13 @@ def test_response_headers_are_adopted_by_the_limiter(server):
     clock = rk.ManualClock()
     limiter = rk.Limiter(rpm=1000, clock=clock)
     server.queue(
-        ok(headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s"})
+        ok(
+            headers={
+                "x-ratelimit-limit-requests": "10",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "20s",  # full again in 20 s: one per 2 s
+            }
+        )
     )
     client = client_for(server, limiter=limiter)
     chat(client)
