@@ -56,7 +56,11 @@ def test_an_openrouter_window_is_waited_out_until_its_reset() -> None:
     limiter = rk.Limiter(rpm=20, clock=clock)
     reset_ms = int((time.time() + 30.0) * 1000)
     limiter.update_from_headers(
-        {"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_ms)}
+        {
+            "X-RateLimit-Limit": "20",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(reset_ms),
+        }
     )
     assert grant_at(limiter, clock) == pytest.approx(30.0, abs=0.1)
 
