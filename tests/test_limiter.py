@@ -208,8 +208,8 @@ def test_adopt_tightens_to_the_server_remaining_and_never_loosens() -> None:
     assert limiter.available("rpm") == pytest.approx(10)
     limiter._adopt("rpm", 90)
     assert limiter.available("rpm") == pytest.approx(10)
-    limiter._adopt("tpm", 0, 30.0)
-    assert limiter._reserve(100, None)._due / 1e9 == pytest.approx(30.6)  # type: ignore[union-attr]
+    limiter._adopt("tpm", 0, 30.0, 10_000, True)  # a window: nothing before its reset
+    assert limiter._reserve(100, None)._due / 1e9 == pytest.approx(30.594)  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="budget"):
         limiter._adopt("rpx", 1)
 

@@ -111,7 +111,7 @@ def test_a_custom_token_estimator_is_used(server):
         lambda: rate_limited(retry_after=0.2),
         lambda: rate_limited(retry_after_ms=200),
         lambda: rate_limited(headers={"x-ratelimit-reset-requests": "200ms"}),
-        lambda: openrouter_rate_limited(reset_in=0.3),  # made when the test runs
+        lambda: openrouter_rate_limited(reset_in=0.6),  # made at run time; room for a slow start
     ],
     ids=["retry-after", "retry-after-ms", "x-ratelimit-reset", "openrouter-body"],
 )
@@ -261,7 +261,13 @@ def test_response_headers_are_adopted_by_the_limiter(server):
     clock = rk.ManualClock()
     limiter = rk.Limiter(rpm=1000, clock=clock)
     server.queue(
-        ok(headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s"})
+        ok(
+            headers={
+                "x-ratelimit-limit-requests": "10",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "20s",  # full again in 20 s: one per 2 s
+            }
+        )
     )
     client = client_for(server, limiter=limiter)
     chat(client)

@@ -55,6 +55,10 @@ class ServerLimits:
     output_tokens_remaining: Optional[float] = None
     output_tokens_reset: Optional[float] = None
     retry_after: Optional[float] = None
+    # The request counts came from OpenRouter's bare ``X-RateLimit-*``, read as a
+    # fixed window (nothing back before the reset); OpenAI's and Anthropic's
+    # buckets refill continuously and their reset is the time until full.
+    requests_fixed_window: bool = False
 
 
 _EMPTY = ServerLimits()
@@ -259,6 +263,8 @@ def read_limits(headers: Any, *, now: Optional[float] = None) -> ServerLimits:
             ranks[field] = rank
     if not values:
         return _EMPTY
+    if ranks.get("requests_remaining") == 1:
+        values["requests_fixed_window"] = True
     # Fields left out keep their class default (None). Filling __dict__
     # directly skips the frozen dataclass __init__, which costs more than the
     # parsing (every field through object.__setattr__).

@@ -107,8 +107,11 @@ def update_from_headers(self: _core.Limiter, headers: Any) -> None:
     """Adopts the server's rate-limit headers: never more generous than the server.
 
     Each budget the server reports a ``remaining`` for is tightened so that no
-    more than that is available now (never loosened); with nothing left and a
-    reset time, nothing is granted until the reset (at most one period).
+    more than that is available now (never loosened). With nothing left, the
+    next unit comes after the server's emission interval: OpenAI's and
+    Anthropic's reset is the time until the bucket is *full* again, so it is
+    divided by the limit, not waited out; only OpenRouter's bare
+    ``X-RateLimit-*`` (a window) waits for its reset (at most one period).
     ``requests`` go to the fastest request budget configured (rps, then rpm,
     rph, rpd), ``tokens`` to tpm, Anthropic's input and output tokens to itpm
     and otpm. A ``retry-after`` pauses the limiter.
@@ -119,14 +122,30 @@ def update_from_headers(self: _core.Limiter, headers: Any) -> None:
     if limits.requests_remaining is not None:
         for budget in ("rps", "rpm", "rph", "rpd"):
             if self.available(budget) is not None:
-                self._adopt(budget, limits.requests_remaining, limits.requests_reset)
+                self._adopt(
+                    budget,
+                    limits.requests_remaining,
+                    limits.requests_reset,
+                    limits.requests_limit,
+                    limits.requests_fixed_window,
+                )
                 break
     if limits.tokens_remaining is not None:
-        self._adopt("tpm", limits.tokens_remaining, limits.tokens_reset)
+        self._adopt("tpm", limits.tokens_remaining, limits.tokens_reset, limits.tokens_limit)
     if limits.input_tokens_remaining is not None:
-        self._adopt("itpm", limits.input_tokens_remaining, limits.input_tokens_reset)
+        self._adopt(
+            "itpm",
+            limits.input_tokens_remaining,
+            limits.input_tokens_reset,
+            limits.input_tokens_limit,
+        )
     if limits.output_tokens_remaining is not None:
-        self._adopt("otpm", limits.output_tokens_remaining, limits.output_tokens_reset)
+        self._adopt(
+            "otpm",
+            limits.output_tokens_remaining,
+            limits.output_tokens_reset,
+            limits.output_tokens_limit,
+        )
     if limits.retry_after is not None and limits.retry_after > 0:
         self.pause(limits.retry_after)
 

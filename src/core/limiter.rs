@@ -164,6 +164,40 @@ fn check_tokens(name: &str, value: f64) -> Result<f64, String> {
     }
 }
 
+/// How a server's budget comes back once spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refill {
+    /// A bucket that refills continuously (OpenAI, Anthropic): its reset
+    /// is the time until it is full again.
+    Continuous,
+    /// A fixed window: nothing comes back before the reset.
+    AtReset,
+}
+
+/// What a server's headers say about one of its budgets: `remaining` units
+/// now, out of `limit` per its period, full again (or, for
+/// [`Refill::AtReset`], refilled) after `reset`.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerBudget {
+    pub remaining: f64,
+    pub limit: Option<f64>,
+    pub reset: Option<Nanos>,
+    pub refill: Refill,
+}
+
+impl ServerBudget {
+    /// Only a `remaining` count: the server's budget is taken to refill
+    /// like ours.
+    pub fn remaining(remaining: f64) -> ServerBudget {
+        ServerBudget {
+            remaining,
+            limit: None,
+            reset: None,
+            refill: Refill::Continuous,
+        }
+    }
+}
+
 /// A granted request: what it was charged, and what undoing it needs.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -392,25 +426,55 @@ impl Budgets {
         until - self.clock.now()
     }
 
-    /// Adopts the server's view of a budget: never more than `remaining`
-    /// units available now, and when the server has none left, none until
-    /// its `reset` (capped at one period of this budget). Only tightens.
-    pub fn adopt(&self, budget: Budget, remaining: f64, reset: Option<Nanos>) {
+    /// Adopts the server's view of a budget (see [`ServerBudget`]). Only
+    /// tightens: `tat` moves to `max(tat, floor)`, never back.
+    ///
+    /// In GCRA, "`R` units left now" is `tat = now + tau - cost(R)`: when the
+    /// server's bucket and ours hold the same amount per period, adopting
+    /// `remaining` alone is exact, and "none left" already means "the next
+    /// unit after one emission interval". The reset headers of OpenAI and
+    /// Anthropic give the time until the bucket is *full* again (up to a
+    /// whole period), so waiting for them after `remaining == 0` would stall
+    /// a bucket that refills continuously: they only tell the server's
+    /// emission interval, `reset / (limit - remaining)`. So with less than
+    /// one unit left, the next unit is due after the longer of our interval
+    /// and the server's (never later than one full bucket, `tau`); only a
+    /// server that refills at its reset ([`Refill::AtReset`], a fixed
+    /// window) makes it wait for the whole reset.
+    ///
+    /// Grants still in flight (granted here, not yet counted by the server)
+    /// are in our `tat` and not in `remaining`: taking the later of the two
+    /// counts them once, and the floor alone is never stricter than the
+    /// server.
+    pub fn adopt(&self, budget: Budget, server: ServerBudget) {
         let Some(rule) = self.rule(budget) else {
             return;
         };
+        let remaining = server.remaining;
         if !(remaining.is_finite() && remaining >= 0.0) || remaining >= rule.capacity() {
             return;
         }
-        let mut state = self.state.lock();
-        let now = self.clock.now();
         let tau = rule.tau();
-        let mut floor = now + tau - Nanos(rule.cost(remaining));
-        if remaining < 1.0 {
-            if let Some(reset) = reset {
-                floor = floor + reset.min(tau);
-            }
-        }
+        let floor_after = if remaining < 1.0 {
+            let ours = Nanos(rule.cost(1.0 - remaining));
+            let theirs = match (server.refill, server.reset) {
+                (Refill::AtReset, Some(reset)) => reset,
+                (Refill::Continuous, Some(reset)) => match server.limit {
+                    Some(limit) if limit.is_finite() && limit > remaining => Nanos::from_secs_f64(
+                        reset.as_secs_f64() * (1.0 - remaining) / (limit - remaining),
+                    ),
+                    _ => Nanos::ZERO,
+                },
+                (_, None) => Nanos::ZERO,
+            };
+            // tat such that the next unit is due `wait` from now.
+            let wait = ours.max(theirs).min(tau);
+            tau - Nanos(rule.cost(1.0)) + wait
+        } else {
+            tau - Nanos(rule.cost(remaining))
+        };
+        let mut state = self.state.lock();
+        let floor = self.clock.now() + floor_after;
         let i = budget as usize;
         state.tat[i] = state.tat[i].max(floor);
     }
@@ -569,18 +633,66 @@ mod tests {
         assert!(Amounts::new(f64::NAN, None, None).is_err());
     }
 
+    fn server(remaining: f64, limit: f64, reset_s: f64, refill: Refill) -> ServerBudget {
+        ServerBudget {
+            remaining,
+            limit: Some(limit),
+            reset: Some(Nanos::from_secs_f64(reset_s)),
+            refill,
+        }
+    }
+
     #[test]
     fn adopt_only_tightens() {
         let (b, _) = budgets(&[(Budget::Rpm, 100.0)]);
-        b.adopt(Budget::Rpm, 10.0, None);
+        b.adopt(Budget::Rpm, ServerBudget::remaining(10.0));
         assert_eq!(b.available(Budget::Rpm), Some(10.0));
-        b.adopt(Budget::Rpm, 50.0, None);
+        b.adopt(Budget::Rpm, ServerBudget::remaining(50.0));
         assert_eq!(b.available(Budget::Rpm), Some(10.0));
-        b.adopt(Budget::Rpm, 0.0, Some(Nanos(30 * SECOND)));
-        assert_eq!(
-            b.reserve(tokens(0.0), None).unwrap().waited.0,
-            30 * SECOND + 600_000_000
-        );
+    }
+
+    #[test]
+    fn an_empty_minute_bucket_gives_its_next_unit_after_one_interval_not_the_reset() {
+        // OpenAI / Anthropic: reset is the time until the bucket is full.
+        let (b, _) = budgets(&[(Budget::Rpm, 1200.0)]);
+        b.adopt(Budget::Rpm, server(0.0, 1200.0, 60.0, Refill::Continuous));
+        let next = b.reserve(tokens(0.0), None).unwrap();
+        assert_eq!(next.waited, Nanos(SECOND / 20));
+    }
+
+    #[test]
+    fn adopting_realistic_headers_keeps_granting_at_the_rate() {
+        // The server is our twin; every grant is answered with its headers.
+        let (b, clock) = budgets(&[(Budget::Rpm, 1200.0)]);
+        let (twin, _) = budgets(&[(Budget::Rpm, 1200.0)]);
+        let start = clock.now();
+        for _ in 0..1400 {
+            let g = b.reserve(tokens(0.0), None).unwrap();
+            clock.advance_to(g.at);
+            twin.reserve(tokens(0.0), None).unwrap();
+            let left = twin.available(Budget::Rpm).unwrap().floor().max(0.0);
+            let reset = (1200.0 - left) / 20.0;
+            b.adopt(Budget::Rpm, server(left, 1200.0, reset, Refill::Continuous));
+        }
+        // 1200 at once, then 200 at 20/s: 10 s (one interval of rounding).
+        let took = (clock.now() - start).as_secs_f64();
+        assert!((9.9..=10.1).contains(&took), "took {took}");
+    }
+
+    #[test]
+    fn a_slower_server_sets_the_interval_and_a_window_waits_for_its_reset() {
+        let (b, _) = budgets(&[(Budget::Rpm, 1200.0)]);
+        // The server allows 60/min: its next unit is a second away.
+        b.adopt(Budget::Rpm, server(0.0, 60.0, 60.0, Refill::Continuous));
+        assert_eq!(b.reserve(tokens(0.0), None).unwrap().waited, Nanos(SECOND));
+        let (b, _) = budgets(&[(Budget::Tpm, 10_000.0)]);
+        b.adopt(Budget::Tpm, server(0.0, 10_000.0, 30.0, Refill::AtReset));
+        let due = b.reserve(tokens(100.0), None).unwrap().waited;
+        assert_eq!(due, Nanos(30 * SECOND + 600_000_000 - 6_000_000));
+        // Never longer than one full bucket.
+        let (b, _) = budgets(&[(Budget::Rps, 1.0)]);
+        b.adopt(Budget::Rps, server(0.0, 1.0, 3600.0, Refill::AtReset));
+        assert_eq!(b.reserve(tokens(0.0), None).unwrap().waited, Nanos(SECOND));
     }
 
     #[test]

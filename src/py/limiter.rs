@@ -8,7 +8,7 @@
 //! (`loop.call_soon_threadsafe`), so the loop never blocks and the fast path
 //! (a free slot) is one CAS.
 
-use crate::core::limiter::{Amounts, Budget, Budgets, Grant, BUDGETS};
+use crate::core::limiter::{Amounts, Budget, Budgets, Grant, Refill, ServerBudget, BUDGETS};
 use crate::core::semaphore::{Enqueued, Semaphore};
 use crate::core::{Clock, Nanos};
 use parking_lot::{Condvar, Mutex};
@@ -418,10 +418,20 @@ impl Limiter {
         Ok(())
     }
 
-    /// Tightens `budget` ("rpm", "tpm", ...) so that at most `remaining`
-    /// units are available now; with none left, none until `reset` seconds.
-    #[pyo3(signature = (budget, remaining, reset=None))]
-    fn _adopt(&self, budget: &str, remaining: f64, reset: Option<f64>) -> PyResult<()> {
+    /// Tightens `budget` ("rpm", "tpm", ...) to the server's view: at most
+    /// `remaining` units now; with none left, the next one after the
+    /// server's emission interval (`reset / limit`: `reset` is the time
+    /// until its bucket is full) or, `at_reset` (a fixed window), after
+    /// `reset` seconds. See `core::limiter::Budgets::adopt`.
+    #[pyo3(signature = (budget, remaining, reset=None, limit=None, at_reset=false))]
+    fn _adopt(
+        &self,
+        budget: &str,
+        remaining: f64,
+        reset: Option<f64>,
+        limit: Option<f64>,
+        at_reset: bool,
+    ) -> PyResult<()> {
         let budget = Budget::from_name(budget).ok_or_else(|| {
             PyValueError::new_err(format!(
                 "budget must be one of rps, rpm, rph, rpd, tpm, itpm, otpm, got {budget:?}"
@@ -430,7 +440,17 @@ impl Limiter {
         let reset = reset
             .filter(|r| r.is_finite() && *r > 0.0)
             .map(Nanos::from_secs_f64);
-        self.shared.budgets.adopt(budget, remaining, reset);
+        let server = ServerBudget {
+            remaining,
+            limit: limit.filter(|l| l.is_finite() && *l > 0.0),
+            reset,
+            refill: if at_reset {
+                Refill::AtReset
+            } else {
+                Refill::Continuous
+            },
+        };
+        self.shared.budgets.adopt(budget, server);
         Ok(())
     }
 
