@@ -86,6 +86,24 @@ def test_update_from_headers_tightens_the_shared_budget(redis_url: str, unique_k
         b.acquire(timeout=0.05)
 
 
+def test_an_empty_minute_bucket_waits_one_interval_not_the_whole_reset(
+    redis_url: str, unique_key: str
+) -> None:
+    # OpenAI's reset is the time until the bucket is full again: with none
+    # left, the next request is one interval (60 s / 1200 = 50 ms) away.
+    limiter = shared(redis_url, unique_key, rpm=1200)
+    limiter.update_from_headers(
+        {
+            "x-ratelimit-limit-requests": "1200",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "59.9s",
+        }
+    )
+    with pytest.raises(rk.RateLimitTimeout):
+        limiter.acquire(timeout=0.0)
+    limiter.acquire(timeout=1.0).release()
+
+
 async def test_acquire_async_waits_and_a_cancelled_waiter_gives_back(
     redis_url: str, unique_key: str
 ) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import _core
 from ._waiting import sleep_until_due
 from .errors import RateLimitTimeout
-from .headers import read_limits
+from .headers import ServerLimits, read_limits
 
 __all__ = ["Limiter", "Permit"]
 
@@ -118,11 +118,33 @@ def update_from_headers(self: _core.Limiter, headers: Any) -> None:
 
     >>> Limiter(rpm=60).update_from_headers({"x-ratelimit-remaining-requests": "5"})
     """
-    limits = read_limits(headers)
+    adopt_server_limits(
+        read_limits(headers),
+        lambda budget: self.available(budget) is not None,
+        self._adopt,
+        self.pause,
+    )
+
+
+def adopt_server_limits(
+    limits: ServerLimits,
+    has_budget: Callable[[str], bool],
+    adopt: Callable[..., None],
+    pause: Callable[[float], None],
+) -> None:
+    """Maps what the server said onto a limiter's budgets (in process or on Redis).
+
+    ``requests`` go to the fastest request budget configured (rps, then rpm,
+    rph, rpd), ``tokens`` to tpm, Anthropic's input and output tokens to itpm
+    and otpm; ``adopt(budget, remaining, reset, limit, at_reset)`` applies the
+    one adoption rule (Rust: ``ServerBudget::tat_floor``).
+
+    >>> adopt_server_limits(read_limits({}), lambda b: False, print, print)
+    """
     if limits.requests_remaining is not None:
         for budget in ("rps", "rpm", "rph", "rpd"):
-            if self.available(budget) is not None:
-                self._adopt(
+            if has_budget(budget):
+                adopt(
                     budget,
                     limits.requests_remaining,
                     limits.requests_reset,
@@ -130,24 +152,26 @@ def update_from_headers(self: _core.Limiter, headers: Any) -> None:
                     limits.requests_fixed_window,
                 )
                 break
-    if limits.tokens_remaining is not None:
-        self._adopt("tpm", limits.tokens_remaining, limits.tokens_reset, limits.tokens_limit)
-    if limits.input_tokens_remaining is not None:
-        self._adopt(
+    token_budgets = (
+        ("tpm", limits.tokens_remaining, limits.tokens_reset, limits.tokens_limit),
+        (
             "itpm",
             limits.input_tokens_remaining,
             limits.input_tokens_reset,
             limits.input_tokens_limit,
-        )
-    if limits.output_tokens_remaining is not None:
-        self._adopt(
+        ),
+        (
             "otpm",
             limits.output_tokens_remaining,
             limits.output_tokens_reset,
             limits.output_tokens_limit,
-        )
+        ),
+    )
+    for budget, remaining, reset, limit in token_budgets:
+        if remaining is not None and has_budget(budget):
+            adopt(budget, remaining, reset, limit, False)
     if limits.retry_after is not None and limits.retry_after > 0:
-        self.pause(limits.retry_after)
+        pause(limits.retry_after)
 
 
 async def _permit_aenter(self: _core.Permit) -> _core.Permit:

@@ -36,6 +36,7 @@ from typing import Any, Literal, Optional
 from . import _core
 from .errors import RateLimitError, RateLimitTimeout
 from .headers import read_limits
+from .limiter import adopt_server_limits
 from .redis import RedisBudgets, RedisTokenBucket, _resolve
 
 __all__ = ["RedisKeyedLimiter", "RedisLimiter", "RedisPermit"]
@@ -412,28 +413,24 @@ class RedisLimiter:
 
         >>> limiter.update_from_headers(response.headers)  # doctest: +SKIP
         """
-        limits = read_limits(headers)
-        if limits.requests_remaining is not None:
-            for budget in ("rps", "rpm", "rph", "rpd"):
-                if budget in self._limits:
-                    self._adopt(budget, limits.requests_remaining, limits.requests_reset)
-                    break
-        if limits.tokens_remaining is not None:
-            self._adopt("tpm", limits.tokens_remaining, limits.tokens_reset)
-        if limits.input_tokens_remaining is not None:
-            self._adopt("itpm", limits.input_tokens_remaining, limits.input_tokens_reset)
-        if limits.output_tokens_remaining is not None:
-            self._adopt("otpm", limits.output_tokens_remaining, limits.output_tokens_reset)
-        if limits.retry_after is not None and limits.retry_after > 0:
-            self.pause(limits.retry_after)
+        adopt_server_limits(
+            read_limits(headers), self._limits.__contains__, self._adopt, self.pause
+        )
 
-    def _adopt(self, budget: str, remaining: float, reset: Optional[float] = None) -> None:
+    def _adopt(
+        self,
+        budget: str,
+        remaining: float,
+        reset: Optional[float] = None,
+        limit: Optional[float] = None,
+        at_reset: bool = False,
+    ) -> None:
         if budget not in _PERIODS and budget not in _TOKEN_BUDGETS:
             raise ValueError(
                 f"budget must be one of rps, rpm, rph, rpd, tpm, itpm, otpm, got {budget!r}"
             )
         if budget in self._names:
-            self._budgets._adopt(self._names.index(budget), remaining, reset)
+            self._budgets._adopt(self._names.index(budget), remaining, reset, limit, at_reset)
 
     def _capacity(self, name: str) -> float:
         if self._burst is not None and name in _PERIODS:

@@ -186,6 +186,36 @@ pub struct ServerBudget {
 }
 
 impl ServerBudget {
+    /// The lowest `tat` (as a time after now) that this server view allows a
+    /// budget following `rule`, or `None` when it tells nothing stricter
+    /// than a full bucket. The one adoption rule, used by the in-process
+    /// [`Budgets::adopt`] and by the Redis script's `adopt` mode; see
+    /// [`Budgets::adopt`] for why the reset is divided, not waited out.
+    pub fn tat_floor(&self, rule: &Gcra) -> Option<Nanos> {
+        let remaining = self.remaining;
+        if !(remaining.is_finite() && remaining >= 0.0) || remaining >= rule.capacity() {
+            return None;
+        }
+        let tau = rule.tau();
+        if remaining >= 1.0 {
+            return Some(tau - Nanos(rule.cost(remaining)));
+        }
+        let ours = Nanos(rule.cost(1.0 - remaining));
+        let theirs = match (self.refill, self.reset) {
+            (Refill::AtReset, Some(reset)) => reset,
+            (Refill::Continuous, Some(reset)) => match self.limit {
+                Some(limit) if limit.is_finite() && limit > remaining => Nanos::from_secs_f64(
+                    reset.as_secs_f64() * (1.0 - remaining) / (limit - remaining),
+                ),
+                _ => Nanos::ZERO,
+            },
+            (_, None) => Nanos::ZERO,
+        };
+        // tat such that the next unit is due `wait` from now.
+        let wait = ours.max(theirs).min(tau);
+        Some(tau - Nanos(rule.cost(1.0)) + wait)
+    }
+
     /// Only a `remaining` count: the server's budget is taken to refill
     /// like ours.
     pub fn remaining(remaining: f64) -> ServerBudget {
@@ -450,28 +480,8 @@ impl Budgets {
         let Some(rule) = self.rule(budget) else {
             return;
         };
-        let remaining = server.remaining;
-        if !(remaining.is_finite() && remaining >= 0.0) || remaining >= rule.capacity() {
+        let Some(floor_after) = server.tat_floor(rule) else {
             return;
-        }
-        let tau = rule.tau();
-        let floor_after = if remaining < 1.0 {
-            let ours = Nanos(rule.cost(1.0 - remaining));
-            let theirs = match (server.refill, server.reset) {
-                (Refill::AtReset, Some(reset)) => reset,
-                (Refill::Continuous, Some(reset)) => match server.limit {
-                    Some(limit) if limit.is_finite() && limit > remaining => Nanos::from_secs_f64(
-                        reset.as_secs_f64() * (1.0 - remaining) / (limit - remaining),
-                    ),
-                    _ => Nanos::ZERO,
-                },
-                (_, None) => Nanos::ZERO,
-            };
-            // tat such that the next unit is due `wait` from now.
-            let wait = ours.max(theirs).min(tau);
-            tau - Nanos(rule.cost(1.0)) + wait
-        } else {
-            tau - Nanos(rule.cost(remaining))
         };
         let mut state = self.state.lock();
         let floor = self.clock.now() + floor_after;

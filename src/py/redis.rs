@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::core::limiter::{Refill, ServerBudget};
 use crate::core::redis::{script, Budget, Decision, OnError, SharedGcra, Store, Target};
 use crate::core::Nanos;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -498,16 +499,20 @@ impl RedisBudgets {
         Ok(())
     }
 
-    /// Tightens budget `index` so that at most `remaining` units are
-    /// available now; with none left, none until `reset` seconds (at most
-    /// one period). Never loosens.
-    #[pyo3(signature = (index, remaining, reset=None))]
+    /// Tightens budget `index` to the server's view: at most `remaining`
+    /// units now; with none left, the next unit after the server's emission
+    /// interval (`reset / limit`), or after `reset` for a fixed window
+    /// (`at_reset`). Never loosens. The rule is `ServerBudget::tat_floor`,
+    /// the same as the in-process `Limiter`'s.
+    #[pyo3(signature = (index, remaining, reset=None, limit=None, at_reset=false))]
     fn _adopt(
         &self,
         py: Python<'_>,
         index: usize,
         remaining: f64,
         reset: Option<f64>,
+        limit: Option<f64>,
+        at_reset: bool,
     ) -> PyResult<()> {
         let budgets = self.shared.budgets();
         let Some(budget) = budgets.get(index) else {
@@ -516,17 +521,23 @@ impl RedisBudgets {
                 budgets.len()
             )));
         };
-        let rule = budget.rule();
-        if !(remaining.is_finite() && remaining >= 0.0) || remaining >= rule.capacity() {
+        let server = ServerBudget {
+            remaining,
+            limit,
+            reset: reset
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map(Nanos::from_secs_f64),
+            refill: if at_reset {
+                Refill::AtReset
+            } else {
+                Refill::Continuous
+            },
+        };
+        let Some(floor_after) = server.tat_floor(budget.rule()) else {
             return Ok(());
-        }
-        let tau_us = script::Charge::of(rule, 1.0).tau_us;
-        let mut floor = tau_us.saturating_sub(rule.cost(remaining).div_ceil(1000));
-        if remaining < 1.0 {
-            if let Some(reset) = reset.filter(|r| r.is_finite() && *r > 0.0) {
-                floor += ((reset * 1e6) as u64).min(tau_us);
-            }
-        }
+        };
+        // The script keeps time in microseconds; rounding up keeps it strict.
+        let floor = floor_after.0.div_ceil(1000);
         let mut floors = vec![None; budgets.len()];
         floors[index] = Some(floor);
         let shared = &self.shared;
