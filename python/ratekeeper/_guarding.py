@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 
 from .classify import is_rate_limited, is_retryable, status_of
 from .errors import CircuitOpenError
-from .retry import Retry, RetryDecision
+from .retrying import Retry, RetryDecision
 
 __all__ = [
     "NO_RETRY",

@@ -18,7 +18,7 @@ import inspect
 from typing import Any, Callable, Optional, TypeVar, Union, cast, overload
 
 from ._guarding import after_failure, check_breaker, make_limiter, make_policy, record_outcome
-from .retry import Retry
+from .retrying import Retry
 
 __all__ = ["rate_limited"]
 
