@@ -149,3 +149,30 @@ def test_bad_maxsize_is_refused(maxsize):
 def test_bad_ttl_is_refused(ttl):
     with pytest.raises(ValueError, match="ttl"):
         rk.ResponseCache(ttl=ttl)
+
+
+class Opaque:
+    """An argument whose repr says nothing about its state."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Opaque()"
+
+
+def test_arguments_that_differ_only_in_state_get_different_keys():
+    assert rk.ResponseCache.key("m", {"x": Opaque(1)}) != rk.ResponseCache.key(
+        "m", {"x": Opaque(2)}
+    )
+    assert rk.ResponseCache.key("m", {"x": Opaque(1)}) == rk.ResponseCache.key(
+        "m", {"x": Opaque(1)}
+    )
+
+
+def test_a_mapping_with_keys_of_mixed_types_still_has_a_key():
+    mixed = {"logit_bias": {1: 5, "a": 3}}
+    assert rk.ResponseCache.key("m", mixed) == rk.ResponseCache.key(
+        "m", {"logit_bias": {"a": 3, 1: 5}}
+    )
+    assert rk.ResponseCache.key("m", mixed) != rk.ResponseCache.key("m", {"logit_bias": {1: 5}})

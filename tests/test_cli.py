@@ -230,3 +230,16 @@ def test_mock_server_command_serves_until_interrupted() -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=15)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_mock_server_with_an_impossible_port_gives_a_clear_error(port: str) -> None:
+    result = _run("mock-server", "--port", port, timeout=30)
+    assert result.returncode == 2
+    assert "port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_mock_provider_refuses_an_impossible_port_at_once() -> None:
+    with pytest.raises(ValueError, match="port"):
+        MockProvider(port=70000)

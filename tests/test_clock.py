@@ -83,3 +83,20 @@ def test_manual_clock_runs_in_an_event_loop_without_sleeping() -> None:
     asyncio.run(three())
     assert clock.now() == pytest.approx(120.0)
     assert time.perf_counter() - started < 1.0
+
+
+def test_manual_clock_never_wraps_around_on_a_huge_advance() -> None:
+    clock = rk.ManualClock(1.0)
+    with pytest.raises(ValueError, match="seconds"):
+        clock.advance(1e300)
+    assert clock.now() == 1.0
+    with pytest.raises(ValueError, match="start"):
+        rk.ManualClock(1e300)
+
+
+def test_a_bucket_at_the_clocks_latest_time_still_limits() -> None:
+    clock = rk.ManualClock()
+    bucket = rk.TokenBucket(1.0, 1.0, clock=clock)
+    clock.advance(9.2e9)  # the end of a manual clock's range, ~292 years
+    assert bucket.try_acquire()
+    assert not bucket.try_acquire()

@@ -252,3 +252,68 @@ def test_bad_arguments_are_refused_at_once():
         rk.rate_limited(rk.Limiter(rpm=60), rpm=60)
     with pytest.raises(TypeError, match="retry"):
         rk.rate_limited(rpm=60, retry=3)
+
+
+def half_open_breaker() -> tuple[rk.CircuitBreaker, rk.ManualClock]:
+    clock = rk.ManualClock()
+    breaker = rk.CircuitBreaker(1, 1.0, clock=clock)
+    breaker.trip()
+    clock.advance(1.0)
+    assert breaker.state == "half_open"
+    return breaker, clock
+
+
+def test_an_interrupted_probe_gives_its_half_open_slot_back() -> None:
+    breaker, _ = half_open_breaker()
+
+    @rk.rate_limited(rpm=600, breaker=breaker, retry=False)
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    @rk.rate_limited(rpm=600, breaker=breaker, retry=False)
+    def healthy() -> str:
+        return "ok"
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert healthy() == "ok"  # the probe slot is free again
+    assert breaker.state == "closed"
+
+
+def test_a_probe_that_times_out_on_the_limiter_gives_its_half_open_slot_back() -> None:
+    breaker, clock = half_open_breaker()
+    limiter = rk.Limiter(rpm=1, clock=clock)
+    limiter.acquire().release()
+
+    @rk.rate_limited(limiter, breaker=breaker, retry=False, timeout=0.5)
+    def call() -> str:
+        return "ok"
+
+    with pytest.raises(rk.RateLimitTimeout):
+        call()
+    assert breaker.state == "half_open"
+    clock.advance(60.0)
+    assert call() == "ok"
+    assert breaker.state == "closed"
+
+
+async def test_a_cancelled_async_probe_gives_its_half_open_slot_back() -> None:
+    breaker, _ = half_open_breaker()
+    started = asyncio.Event()
+
+    @rk.rate_limited(rpm=600, breaker=breaker, retry=False)
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    @rk.rate_limited(rpm=600, breaker=breaker, retry=False)
+    async def healthy() -> str:
+        return "ok"
+
+    task = asyncio.create_task(slow())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await healthy() == "ok"
+    assert breaker.state == "closed"

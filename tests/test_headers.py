@@ -68,6 +68,18 @@ def test_nonsense_retry_after_is_ignored_not_raised(value: str) -> None:
     assert rk.retry_after({"retry-after-ms": value}, now=NOW) is None
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1e3", 1000.0), ("1e+3", 1000.0), ("2.5e1", 25.0), ("1e16", 1e13 - NOW), ("1e308", 1e305)],
+)
+def test_retry_after_in_exponent_notation_is_read_like_the_digits(
+    value: str, expected: float
+) -> None:
+    # Large values are epochs in milliseconds, as when spelled in digits.
+    assert rk.retry_after({"retry-after": value}, now=NOW) == pytest.approx(expected)
+    assert rk.retry_after({"x-ratelimit-reset": value}, now=NOW) == pytest.approx(expected)
+
+
 def test_nonsense_retry_after_falls_back_to_the_reset_headers() -> None:
     headers = {"retry-after": "garbage", "x-ratelimit-reset-requests": "3s"}
     assert rk.retry_after(headers, now=NOW) == 3.0

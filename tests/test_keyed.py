@@ -119,7 +119,9 @@ def test_a_key_with_an_outstanding_reservation_is_never_dropped() -> None:
     limiter = keyed(1.0, 1.0, idle_timeout=1.0, clock=clock)
     limiter.try_acquire("a")
     dues = [limiter._reserve("a", 1, None) for _ in range(10)]
-    for due in dues[:-1]:  # all but the last waiter give up
+    # All but the first waiter give up, latest first: each is then the last
+    # in line, so its units come back.
+    for due in reversed(dues[1:]):
         limiter._cancel("a", 1, due)
     clock.advance(5.0)  # the bucket's own time says full and idle
     assert len(limiter) == 1

@@ -406,3 +406,12 @@ def test_bad_arguments_are_refused_by_name(
         rk.Retry(**kwargs)
     with pytest.raises(error, match=names):
         rk.retry(**kwargs)
+
+
+def test_the_retry_module_is_importable_beside_the_retry_function() -> None:
+    import importlib
+
+    module = importlib.import_module("ratekeeper.retrying")
+    assert module.Retry is rk.Retry
+    assert module.retry is rk.retry
+    assert callable(rk.retry) and not isinstance(rk.retry, type(module))

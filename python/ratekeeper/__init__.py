@@ -18,7 +18,7 @@ from .keyed import KeyedLimiter
 from .limiter import Limiter, Permit
 from .limiters import FixedWindow, SlidingWindow, TokenBucket
 from .redis import RedisBackend, RedisSlidingWindow, RedisTokenBucket
-from .retry import Retry, RetryDecision, retry
+from .retrying import Retry, RetryDecision, retry
 from .wrap import wrap
 
 __all__ = [

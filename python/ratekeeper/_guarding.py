@@ -12,17 +12,20 @@ from typing import Any, Optional, Union
 
 from .classify import is_rate_limited, is_retryable, status_of
 from .errors import CircuitOpenError
-from .retry import Retry, RetryDecision
+from .retrying import Retry, RetryDecision
 
 __all__ = [
     "NO_RETRY",
+    "abandon_breaker",
     "after_failure",
     "check_breaker",
     "clone_breaker",
+    "enter_breaker",
     "is_service_failure",
     "make_limiter",
     "make_policy",
     "record_outcome",
+    "settle_breaker",
 ]
 
 # Nothing is retryable: every error passes through unchanged, never as RetryError.
@@ -93,6 +96,44 @@ def check_breaker(breaker: Any) -> None:
     """Raises ``CircuitOpenError`` when ``breaker`` refuses a call."""
     if not breaker.allow():
         raise CircuitOpenError(breaker.retry_after)
+
+
+def enter_breaker(breaker: Any) -> Any:
+    """Lets one call through ``breaker`` and returns what it holds (``CircuitOpenError`` if not).
+
+    Half-open, the call holds a probe slot: exactly one of ``settle_breaker``
+    or ``abandon_breaker`` must follow, or the slot is never given back.
+    """
+    enter = getattr(breaker, "_enter", None)
+    if enter is None:  # a breaker of another kind: allow() and record_*() only
+        check_breaker(breaker)
+        return None
+    return enter()
+
+
+def settle_breaker(breaker: Any, permit: Any, exc: Optional[BaseException]) -> None:
+    """Records the outcome of a call let through with ``permit`` (``exc`` None: it returned)."""
+    if permit is None:
+        if exc is None:
+            breaker.record_success()
+        else:
+            record_outcome(breaker, exc)
+    elif exc is None:
+        breaker._success(permit)
+    elif not isinstance(exc, Exception):
+        breaker._abandon(permit)
+    elif breaker.failure_on is None and not is_service_failure(exc):
+        breaker._success(permit)
+    else:
+        # Its own failure_on decides; without one, every Exception counts,
+        # and this one is a service failure.
+        breaker._settle(permit, exc)
+
+
+def abandon_breaker(breaker: Any, permit: Any) -> None:
+    """The call let through with ``permit`` never reached the service: nothing counts."""
+    if permit is not None:
+        breaker._abandon(permit)
 
 
 def record_outcome(breaker: Any, exc: BaseException) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import pickle
 import threading
 import time
 from collections import OrderedDict
@@ -45,7 +46,25 @@ def _to_json(value: Any) -> Any:
         return sorted(repr(item) for item in value)
     if isinstance(value, (bytes, bytearray)):
         return hashlib.blake2b(bytes(value), digest_size=16).hexdigest()
-    return f"<{type(value).__qualname__}:{value!r}>"
+    # Anything else is keyed by its state, never by its repr alone: two
+    # objects with the same repr may differ, and a shared key would answer
+    # one request with another's response. Unequal pickles only cost a miss.
+    name = type(value).__qualname__
+    try:
+        state = pickle.dumps(value, protocol=4)
+    except Exception:  # not picklable: only this very object can match
+        return f"<{name}@{id(value):x}:{value!r}>"
+    return f"<{name}:{hashlib.blake2b(state, digest_size=16).hexdigest()}>"
+
+
+def _pairs(value: Any) -> Any:
+    """Mappings as ``[key spelling, value]`` pairs in a stable order, for keys that do not sort."""
+    if isinstance(value, dict):
+        pairs = [[json.dumps(k, default=_to_json), _pairs(v)] for k, v in value.items()]
+        return sorted(pairs, key=lambda pair: str(pair[0]))
+    if isinstance(value, (list, tuple)):
+        return [_pairs(item) for item in value]
+    return value
 
 
 class ResponseCache:
@@ -89,9 +108,17 @@ class ResponseCache:
         >>> ResponseCache.key("m", {"a": 1, "b": 2}) == ResponseCache.key("m", {"b": 2, "a": 1})
         True
         """
-        text = json.dumps(
-            [method, arguments], sort_keys=True, default=_to_json, separators=(",", ":")
-        )
+        try:
+            text = json.dumps(
+                [method, arguments], sort_keys=True, default=_to_json, separators=(",", ":")
+            )
+        except TypeError:
+            # Keys of mixed types (``{1: 5, "a": 3}``) cannot be sorted: spell
+            # every mapping as sorted pairs; the third element keeps these
+            # keys apart from those of the usual shape.
+            text = json.dumps(
+                [method, _pairs(arguments), "pairs"], default=_to_json, separators=(",", ":")
+            )
         return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
     def get(self, key: str) -> tuple[bool, Any]:

@@ -17,8 +17,15 @@ import functools
 import inspect
 from typing import Any, Callable, Optional, TypeVar, Union, cast, overload
 
-from ._guarding import after_failure, check_breaker, make_limiter, make_policy, record_outcome
-from .retry import Retry
+from ._guarding import (
+    abandon_breaker,
+    after_failure,
+    enter_breaker,
+    make_limiter,
+    make_policy,
+    settle_breaker,
+)
+from .retrying import Retry
 
 __all__ = ["rate_limited"]
 
@@ -111,6 +118,27 @@ def _sync_wrapper(
 ) -> Callable[..., Any]:
     acquire = limiter.acquire
 
+    def guarded(args: Any, kwargs: Any, cost: int) -> tuple[bool, Any]:
+        """One attempt through the breaker: (True, result) or (False, the failure).
+
+        A half-open breaker lends the attempt a probe slot; an attempt that
+        never reaches the service (its wait timed out or was interrupted, or
+        the call itself was interrupted) gives the slot back.
+        """
+        permit = enter_breaker(breaker)
+        failure: Optional[Exception] = None
+        try:
+            with acquire(cost, timeout):
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    failure = exc
+        except BaseException:
+            abandon_breaker(breaker, permit)
+            raise
+        settle_breaker(breaker, permit, failure)
+        return (True, result) if failure is None else (False, failure)
+
     def retry_loop(args: Any, kwargs: Any, cost: int, failure: Exception) -> Any:
         attempts = 1
         while True:
@@ -119,37 +147,32 @@ def _sync_wrapper(
                 raise decision.error_for(failure)
             if not decision.rate_limited:
                 policy.sleep(decision.delay)
-            if breaker is not None:
-                check_breaker(breaker)
             attempts += 1
+            if breaker is not None:
+                ok, outcome = guarded(args, kwargs, cost)
+                if ok:
+                    return outcome
+                failure = outcome
+                continue
             with acquire(cost, timeout):
                 try:
-                    result = fn(*args, **kwargs)
+                    return fn(*args, **kwargs)
                 except Exception as exc:
                     failure = exc
-                    if breaker is not None:
-                        record_outcome(breaker, exc)
-                    continue
-            if breaker is not None:
-                breaker.record_success()
-            return result
 
     @functools.wraps(fn)
     def limited(*args: Any, **kwargs: Any) -> Any:
         cost = fixed_tokens if count_tokens is None else count_tokens(*args, **kwargs)
         if breaker is not None:
-            check_breaker(breaker)
+            ok, outcome = guarded(args, kwargs, cost)
+            if ok:
+                return outcome
+            return retry_loop(args, kwargs, cost, outcome)
         with acquire(cost, timeout):
             try:
-                result = fn(*args, **kwargs)
+                return fn(*args, **kwargs)
             except Exception as exc:
                 failure = exc
-            else:
-                if breaker is not None:
-                    breaker.record_success()
-                return result
-        if breaker is not None:
-            record_outcome(breaker, failure)
         # Outside the ``except`` block: a non-retryable error leaves exactly as raised.
         return retry_loop(args, kwargs, cost, failure)
 
@@ -169,6 +192,22 @@ def _async_wrapper(
 ) -> Callable[..., Any]:
     acquire_async = limiter.acquire_async
 
+    async def guarded(args: Any, kwargs: Any, cost: int) -> tuple[bool, Any]:
+        """One attempt through the breaker (see the sync ``guarded``)."""
+        permit = enter_breaker(breaker)
+        failure: Optional[Exception] = None
+        try:
+            with await acquire_async(cost, timeout):
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    failure = exc
+        except BaseException:
+            abandon_breaker(breaker, permit)
+            raise
+        settle_breaker(breaker, permit, failure)
+        return (True, result) if failure is None else (False, failure)
+
     async def retry_loop(args: Any, kwargs: Any, cost: int, failure: Exception) -> Any:
         attempts = 1
         while True:
@@ -177,37 +216,32 @@ def _async_wrapper(
                 raise decision.error_for(failure)
             if not decision.rate_limited:
                 await policy.sleep_async(decision.delay)
-            if breaker is not None:
-                check_breaker(breaker)
             attempts += 1
+            if breaker is not None:
+                ok, outcome = await guarded(args, kwargs, cost)
+                if ok:
+                    return outcome
+                failure = outcome
+                continue
             with await acquire_async(cost, timeout):
                 try:
-                    result = await fn(*args, **kwargs)
+                    return await fn(*args, **kwargs)
                 except Exception as exc:
                     failure = exc
-                    if breaker is not None:
-                        record_outcome(breaker, exc)
-                    continue
-            if breaker is not None:
-                breaker.record_success()
-            return result
 
     @functools.wraps(fn)
     async def limited(*args: Any, **kwargs: Any) -> Any:
         cost = fixed_tokens if count_tokens is None else count_tokens(*args, **kwargs)
         if breaker is not None:
-            check_breaker(breaker)
+            ok, outcome = await guarded(args, kwargs, cost)
+            if ok:
+                return outcome
+            return await retry_loop(args, kwargs, cost, outcome)
         with await acquire_async(cost, timeout):
             try:
-                result = await fn(*args, **kwargs)
+                return await fn(*args, **kwargs)
             except Exception as exc:
                 failure = exc
-            else:
-                if breaker is not None:
-                    breaker.record_success()
-                return result
-        if breaker is not None:
-            record_outcome(breaker, failure)
         return await retry_loop(args, kwargs, cost, failure)
 
     limited.limiter = limiter  # type: ignore[attr-defined]

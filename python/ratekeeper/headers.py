@@ -170,11 +170,7 @@ def _seconds_until(text: str, now: Optional[float]) -> Optional[float]:
     # the whole parse.
     last = text[-1]
     if last.isdigit() and text.replace(".", "", 1).isdigit():
-        value = float(text)
-        if value >= _EPOCH_SECONDS:
-            epoch = value / 1000.0 if value >= _EPOCH_MILLIS else value
-            return max(0.0, epoch - (time.time() if now is None else now))
-        return value
+        return _seconds_from_number(float(text), now)
     if last in "smh":
         wait = _duration(text)
         if wait is not None:
@@ -185,12 +181,20 @@ def _seconds_until(text: str, now: Optional[float]) -> Optional[float]:
     else:
         number = _number(text)  # rarer spellings: "1e3", "+5", "-1" (refused), "nan" (refused)
         if number is not None:
-            return _seconds_until(repr(number), now) if number >= 0 else None
+            return _seconds_from_number(number, now) if number >= 0 else None
     if at is None:
         at = _rfc3339(text)
     if at is None:
         at = _http_date(text)
     return None if at is None else max(0.0, at - (time.time() if now is None else now))
+
+
+def _seconds_from_number(value: float, now: Optional[float]) -> float:
+    """A plain number: seconds from now, or an epoch (in seconds or milliseconds) when large."""
+    if value >= _EPOCH_SECONDS:
+        epoch = value / 1000.0 if value >= _EPOCH_MILLIS else value
+        return max(0.0, epoch - (time.time() if now is None else now))
+    return value
 
 
 def _count(text: str, *, is_limit: bool) -> Optional[float]:

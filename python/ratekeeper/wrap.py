@@ -34,7 +34,7 @@ from ._streams import watch_stream
 from .cache import ResponseCache
 from .classify import is_rate_limited, status_of
 from .errors import CircuitOpenError, RetryError
-from .retry import Retry
+from .retrying import Retry
 
 __all__ = ["wrap"]
 

@@ -97,15 +97,28 @@ impl ManualClock {
         Nanos(self.now.load(Ordering::Acquire))
     }
 
-    /// Moves the clock forward by `by`, returning the new time.
+    /// The latest time a manual clock reaches (~292 years). Every limiter
+    /// adds at most its burst tolerance (under 9e18 ns) to a time, so no sum
+    /// of a time and a cost can overflow: a clock nearer `u64::MAX` would make
+    /// saturated sums compare equal and grant without limit.
+    pub const LATEST: Nanos = Nanos(1 << 63);
+
+    /// Moves the clock forward by `by` (never past [`Self::LATEST`]),
+    /// returning the new time.
     pub fn advance(&self, by: Nanos) -> Nanos {
-        let before = self.now.fetch_add(by.0, Ordering::AcqRel);
-        Nanos(before.saturating_add(by.0))
+        let step = |now: u64| Some(now.saturating_add(by.0).min(Self::LATEST.0).max(now));
+        let before = self
+            .now
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, step)
+            .unwrap_or_else(|now| now);
+        Nanos(step(before).unwrap_or(before))
     }
 
-    /// Moves the clock forward to `to` if it is not there already.
+    /// Moves the clock forward to `to` if it is not there already (never
+    /// past [`Self::LATEST`]).
     pub fn advance_to(&self, to: Nanos) {
-        self.now.fetch_max(to.0, Ordering::AcqRel);
+        self.now
+            .fetch_max(to.0.min(Self::LATEST.0), Ordering::AcqRel);
     }
 }
 
@@ -195,6 +208,15 @@ mod tests {
         assert_eq!(clock.now(), Nanos(10));
         clock.advance(Nanos(5));
         assert_eq!(clock.now(), Nanos(15));
+    }
+
+    #[test]
+    fn manual_clock_never_wraps_around() {
+        let clock = ManualClock::new(Nanos(10));
+        assert_eq!(clock.advance(Nanos::MAX), ManualClock::LATEST);
+        assert_eq!(clock.advance(Nanos::MAX), ManualClock::LATEST);
+        clock.advance_to(Nanos::MAX);
+        assert_eq!(clock.now(), ManualClock::LATEST);
     }
 
     #[test]

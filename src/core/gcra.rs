@@ -117,6 +117,22 @@ impl Gcra {
     pub fn refund(&self, tat: Nanos, now: Nanos, cost: u64) -> Nanos {
         Nanos(tat.0.saturating_sub(cost).max(now.0.min(tat.0)))
     }
+
+    /// The `tat` after cancelling a reservation of `cost` due at `due`, or
+    /// `None` when its units cannot be given back.
+    ///
+    /// Reserving for `due` set `tat` to exactly `due + tau`. While `tat` is
+    /// still that, nothing was charged behind the reservation and removing
+    /// its cost is exact. Once later reservations have queued behind it,
+    /// their due times were computed with its cost included and they are
+    /// already sleeping until them; taking the cost out of `tat` would let a
+    /// new request be due at the same moment as one of them, granting more
+    /// than `capacity + rate*t`. So a reservation that is not the last one
+    /// loses its units (conservative: the bound always holds).
+    #[inline]
+    pub fn cancel(&self, tat: Nanos, due: Nanos, now: Nanos, cost: u64) -> Option<Nanos> {
+        (tat.0 == due.0.saturating_add(self.tau)).then(|| self.refund(tat, now, cost))
+    }
 }
 
 /// A token bucket whose whole state is one atomic word, replaced by
@@ -213,8 +229,12 @@ impl Limit for TokenBucket {
         Ok(outcome)
     }
 
-    fn cancel(&self, n: f64, _due: Nanos) {
-        self.refund(n);
+    fn cancel(&self, n: f64, due: Nanos) {
+        if check_amount(n, self.rule.capacity).is_err() {
+            return;
+        }
+        let cost = self.rule.cost(n);
+        self.update(|tat, now| self.rule.cancel(tat, due, now, cost));
     }
 
     fn wait_time(&self, n: f64) -> Result<Nanos, LimitError> {
@@ -290,6 +310,40 @@ mod tests {
             panic!("expected a reservation")
         };
         b.cancel(1.0, due);
+        assert_eq!(b.wait_time(1.0).unwrap(), Nanos(SECOND));
+    }
+
+    #[test]
+    fn cancelling_a_reservation_with_others_behind_it_never_stacks_grants() {
+        // capacity 1, rate 1: A due at 1 s, B due at 2 s; A cancels at 0.5 s.
+        let (b, clock) = bucket(1.0, 1.0);
+        assert!(b.try_acquire(1.0).unwrap());
+        let Reservation::At(a) = b.reserve(1.0, None).unwrap() else {
+            panic!("expected a reservation")
+        };
+        let Reservation::At(second) = b.reserve(1.0, None).unwrap() else {
+            panic!("expected a reservation")
+        };
+        clock.advance(Nanos(SECOND / 2));
+        b.cancel(1.0, a);
+        let Reservation::At(third) = b.reserve(1.0, None).unwrap() else {
+            panic!("expected a reservation")
+        };
+        assert!(third.0 >= second.0 + SECOND, "{third:?} vs {second:?}");
+    }
+
+    #[test]
+    fn cancelling_the_last_reservations_in_reverse_order_gives_all_back() {
+        let (b, _) = bucket(1.0, 1.0);
+        assert!(b.try_acquire(1.0).unwrap());
+        let Reservation::At(a) = b.reserve(1.0, None).unwrap() else {
+            panic!("expected a reservation")
+        };
+        let Reservation::At(second) = b.reserve(1.0, None).unwrap() else {
+            panic!("expected a reservation")
+        };
+        b.cancel(1.0, second);
+        b.cancel(1.0, a);
         assert_eq!(b.wait_time(1.0).unwrap(), Nanos(SECOND));
     }
 

@@ -221,16 +221,19 @@ impl KeyedLimiter {
         self.with_existing(key, |_, bucket| release(bucket));
     }
 
-    /// Gives back a reservation of `n` units that its waiter abandoned.
-    pub fn cancel(&self, key: &str, n: f64) {
+    /// Gives back a reservation of `n` units due at `due` that its waiter
+    /// abandoned, when nothing has queued behind it (see [`Gcra::cancel`]).
+    pub fn cancel(&self, key: &str, n: f64, due: Nanos) {
         let now = self.clock.now();
         self.with_existing(key, |rule, bucket| {
-            let cost = rule.cost(n.min(rule.capacity()));
-            let _ = bucket
-                .tat
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                    Some(rule.refund(Nanos(tat), now, cost).0)
-                });
+            if check_amount(n, rule.capacity()).is_ok() {
+                let cost = rule.cost(n);
+                let _ = bucket
+                    .tat
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                        rule.cancel(Nanos(tat), due, now, cost).map(|t| t.0)
+                    });
+            }
             release(bucket);
         });
     }
@@ -513,9 +516,27 @@ mod tests {
             k.reserve("a", 1.0, None).unwrap(),
             Reservation::At(Nanos(2 * SECOND))
         );
-        k.cancel("a", 1.0);
+        k.cancel("a", 1.0, Nanos(2 * SECOND));
         assert_eq!(k.wait_time("a", 1.0).unwrap(), Nanos(SECOND));
         assert_eq!(k.wait_time("other", 2.0).unwrap(), Nanos::ZERO);
+    }
+
+    #[test]
+    fn cancelling_a_reservation_with_others_behind_it_never_stacks_grants() {
+        let (k, clock) = limiter(vec![]);
+        k.try_acquire("a", 2.0).unwrap();
+        let Reservation::At(first) = k.reserve("a", 1.0, None).unwrap() else {
+            panic!("expected a reservation")
+        };
+        let Reservation::At(second) = k.reserve("a", 1.0, None).unwrap() else {
+            panic!("expected a reservation")
+        };
+        clock.advance(Nanos(SECOND / 4));
+        k.cancel("a", 1.0, first);
+        let Reservation::At(third) = k.reserve("a", 1.0, None).unwrap() else {
+            panic!("expected a reservation")
+        };
+        assert!(third.0 > second.0, "{third:?} lands on {second:?}");
     }
 
     #[test]

@@ -293,6 +293,13 @@ impl CircuitBreaker {
         self.inner.on_success(Permit(permit))
     }
 
+    /// The call admitted with `permit` never reached the service (its wait
+    /// for a limiter timed out or was cancelled, or it was interrupted): a
+    /// probe gives its slot back, nothing is counted.
+    fn _abandon(&self, permit: u64) {
+        self.inner.on_abandon(Permit(permit))
+    }
+
     /// The call admitted with `permit` raised `exc`: classify and record it.
     fn _settle(
         &self,

@@ -1,7 +1,7 @@
 //! `ManualClock`, and reading the `clock=` argument every primitive takes.
 
 use crate::core::{clock, Clock, Nanos};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Arc;
 
@@ -22,8 +22,16 @@ impl ManualClock {
     #[pyo3(signature = (start=0.0))]
     fn new(start: f64) -> PyResult<Self> {
         check_non_negative("start", start)?;
+        let start = Nanos::from_secs_f64(start);
+        if start > clock::ManualClock::LATEST {
+            return Err(PyValueError::new_err(format!(
+                "start must be at most {} seconds, got {}",
+                clock::ManualClock::LATEST.as_secs_f64(),
+                start.as_secs_f64()
+            )));
+        }
         Ok(ManualClock {
-            inner: Arc::new(clock::ManualClock::new(Nanos::from_secs_f64(start))),
+            inner: Arc::new(clock::ManualClock::new(start)),
         })
     }
 
@@ -35,6 +43,13 @@ impl ManualClock {
     /// Moves the clock forward by `seconds` and returns the new time.
     fn advance(&self, seconds: f64) -> PyResult<f64> {
         check_non_negative("seconds", seconds)?;
+        let latest = clock::ManualClock::LATEST;
+        if Nanos::from_secs_f64(seconds) > latest - self.inner.now() {
+            return Err(PyValueError::new_err(format!(
+                "seconds={seconds} would move the clock past its end ({} seconds)",
+                latest.as_secs_f64()
+            )));
+        }
         Ok(self
             .inner
             .advance(Nanos::from_secs_f64(seconds))

@@ -117,7 +117,7 @@ impl KeyedLimiter {
                 let waited = protocol::wait_on_clock(py, self.inner.clock(), due);
                 match waited {
                     Ok(()) => self.inner.finish(key),
-                    Err(_) => self.inner.cancel(key, n),
+                    Err(_) => self.inner.cancel(key, n, due),
                 }
                 waited.map(|()| true)
             }
@@ -144,8 +144,9 @@ impl KeyedLimiter {
         protocol::until_on_clock(self.inner.clock(), due)
     }
 
-    fn _cancel(&self, key: &Bound<'_, PyAny>, n: f64, _due: i64) -> PyResult<()> {
-        self.inner.cancel(borrow_str(key, "key")?, n);
+    fn _cancel(&self, key: &Bound<'_, PyAny>, n: f64, due: i64) -> PyResult<()> {
+        self.inner
+            .cancel(borrow_str(key, "key")?, n, Nanos(due.max(0) as u64));
         Ok(())
     }
 

@@ -72,6 +72,10 @@ class MockProvider:
             raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
         if not latency >= 0.0:
             raise ValueError(f"latency must be >= 0, got {latency!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(
+                f"port must be an int from 0 to 65535 (0 picks a free one), got {port!r}"
+            )
         if not 400 <= error_status <= 599:
             raise ValueError(f"error_status must be an HTTP error status, got {error_status!r}")
         self.rpm, self.tpm, self.host, self._port = rpm, tpm, host, port
