@@ -346,3 +346,23 @@ def test_wrap_refuses_what_is_not_a_client():
         rk.wrap(object(), rpm=10)
     with pytest.raises(TypeError, match="fallback_models"):
         rk.wrap(openai.OpenAI(api_key="k"), rpm=10, fallback_models="gpt-b")
+
+
+async def test_a_cancelled_call_through_a_half_open_breaker_gives_its_probe_slot_back(server):
+    clock = rk.ManualClock()
+    breaker = rk.CircuitBreaker(1, 1.0, clock=clock)
+    breaker.trip()
+    clock.advance(1.0)
+    assert breaker.state == "half_open"
+    server.queue(slow(30.0), ok())
+    client = async_client_for(server, rpm=1000, retry=False, breaker=breaker)
+    call = asyncio.ensure_future(client.chat.completions.create(model="gpt-a", messages=MESSAGES))
+    while server.hit_count() == 0:
+        await asyncio.sleep(0.01)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    # The probe slot came back: the next call is let through and closes the breaker.
+    reply = await client.chat.completions.create(model="gpt-a", messages=MESSAGES)
+    assert reply.choices[0].message.content == "ok"
+    assert breaker.state == "closed"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from ._guarding import after_failure, check_breaker, record_outcome
+from ._guarding import abandon_breaker, after_failure, enter_breaker, settle_breaker
 from .cache import ResponseCache
 from .errors import CircuitOpenError, RetryError
 from .wrap import _wants_raw, _Wrapping
@@ -33,9 +33,16 @@ def make_sync_create(inner: Any, method: str, state: _Wrapping) -> Callable[...,
         raw_wanted = _wants_raw(kwargs)
         attempts = 0
         while True:
-            if breaker is not None:
-                check_breaker(breaker)
-            permit = state.limiter.acquire(**state.acquire_args(state.estimate(kwargs)))
+            # Half-open, the breaker lends this call a probe slot: whatever
+            # happens next (a limiter timeout, a cancel, Ctrl-C) must settle
+            # or abandon it, or the breaker stays half-open for good.
+            ticket = enter_breaker(breaker) if breaker is not None else None
+            try:
+                permit = state.limiter.acquire(**state.acquire_args(state.estimate(kwargs)))
+            except BaseException:
+                if breaker is not None:
+                    abandon_breaker(breaker, ticket)
+                raise
             attempts += 1
             try:
                 if raw_wanted:
@@ -49,17 +56,19 @@ def make_sync_create(inner: Any, method: str, state: _Wrapping) -> Callable[...,
                 failure = exc
             except BaseException:
                 permit.release()
+                if breaker is not None:
+                    abandon_breaker(breaker, ticket)
                 raise
             else:
                 if breaker is not None:
-                    breaker.record_success()
+                    settle_breaker(breaker, ticket, None)
                 state.adopt(headers)
                 state.finish_success(permit, None if raw_wanted else result, streaming)
                 return result
             state.release_failed(permit, failure)
             state.adopt_error(failure)
             if breaker is not None:
-                record_outcome(breaker, failure)
+                settle_breaker(breaker, ticket, failure)
             decision = after_failure(state.limiter, policy, failure, attempts)
             if not decision.retry:
                 raise decision.error_for(failure)
@@ -110,9 +119,18 @@ def make_async_create(inner: Any, method: str, state: _Wrapping) -> Callable[...
         raw_wanted = _wants_raw(kwargs)
         attempts = 0
         while True:
-            if breaker is not None:
-                check_breaker(breaker)
-            permit = await state.limiter.acquire_async(**state.acquire_args(state.estimate(kwargs)))
+            # Half-open, the breaker lends this call a probe slot: whatever
+            # happens next (a limiter timeout, a cancel, Ctrl-C) must settle
+            # or abandon it, or the breaker stays half-open for good.
+            ticket = enter_breaker(breaker) if breaker is not None else None
+            try:
+                permit = await state.limiter.acquire_async(
+                    **state.acquire_args(state.estimate(kwargs))
+                )
+            except BaseException:
+                if breaker is not None:
+                    abandon_breaker(breaker, ticket)
+                raise
             attempts += 1
             try:
                 if raw_wanted:
@@ -128,17 +146,19 @@ def make_async_create(inner: Any, method: str, state: _Wrapping) -> Callable[...
                 failure = exc
             except BaseException:
                 permit.release()
+                if breaker is not None:
+                    abandon_breaker(breaker, ticket)
                 raise
             else:
                 if breaker is not None:
-                    breaker.record_success()
+                    settle_breaker(breaker, ticket, None)
                 state.adopt(headers)
                 state.finish_success(permit, None if raw_wanted else result, streaming)
                 return result
             state.release_failed(permit, failure)
             state.adopt_error(failure)
             if breaker is not None:
-                record_outcome(breaker, failure)
+                settle_breaker(breaker, ticket, failure)
             decision = after_failure(state.limiter, policy, failure, attempts)
             if not decision.retry:
                 raise decision.error_for(failure)
