@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from typing import Any, Callable, Optional
 
 import redis
@@ -153,6 +155,31 @@ def start_server() -> tuple[str, subprocess.Popen[bytes], str]:
     return f"redis://127.0.0.1:{port}/0", proc, workdir
 
 
+def network_floor(url: str, n: int) -> Optional[float]:
+    """What one round trip of ratekeeper's own GCRA script allows, from a C client.
+
+    redis-benchmark (one connection) runs the very script a RedisTokenBucket
+    runs, admitting every time: no client can do a full acquire much faster,
+    so this shows how much of each figure above is client overhead.
+    """
+    tool = shutil.which("redis-benchmark")
+    if tool is None:
+        return None
+    parsed = urllib.parse.urlparse(url)
+    where = ["-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 6379)]
+    sha = redis.Redis.from_url(url).script_load(_core.REDIS_GCRA_SCRIPT)
+    # KEYS: one budget; ARGV: mode, max wait (-1: any), now ('' = server TIME), cost, tau (µs).
+    script_args = ["1", "{bench:floor}:b", "acquire", "-1", "", "1", str(10**12)]
+    done = subprocess.run(
+        [tool, *where, "-n", str(max(n, 5000)), "-c", "1", "-q", "evalsha", sha, *script_args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = re.findall(r"([\d.]+) requests per second", done.stdout)
+    return float(found[-1]) if found else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", default=os.environ.get("RATEKEEPER_REDIS_URL"))
@@ -191,6 +218,13 @@ def main() -> None:
         if gcra_peers:
             best = max(gcra_peers)
             print(f"  rk try_acquire vs fastest GCRA peer: {rows[1][1] / best:.2f}x")
+        floor = network_floor(url, n)
+        if floor is not None:
+            print(
+                f"  round-trip floor: redis-benchmark (C client, 1 connection) running "
+                f"the same GCRA script: {floor:,.0f}/s; "
+                f"rk try_acquire is {rows[1][1] / floor:.2f}x of it"
+            )
         print("Async (one task sequential, then 32 concurrent tasks: throughput)")
         for name, ops in asyncio.run(async_figures(url, bucket, n)).items():
             print(f"  {name:45s} {ops:10,.0f}/s")
