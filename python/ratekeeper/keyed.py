@@ -21,7 +21,9 @@ async def acquire_async(
 
     >>> # await limiter.acquire_async("user-1"); await limiter.acquire_async("u", 5, timeout=1)
     """
-    # Decided and reserved in Rust, synchronously; only a real wait sleeps.
+    if timeout is None and self.try_acquire(key, n):  # units there now: the cheapest check
+        return True
+    # Otherwise decided and reserved in Rust, synchronously; only a real wait sleeps.
     due = self._reserve(key, n, timeout)
     if due == 0:
         return True

@@ -20,6 +20,7 @@ __all__ = ["FixedWindow", "SlidingWindow", "TokenBucket"]
 
 
 class _Reserving(Protocol):
+    def try_acquire(self, n: float = 1.0) -> bool: ...
     def _reserve(self, n: float = 1.0, timeout: Optional[float] = None) -> int: ...
     def _until(self, due: int) -> float: ...
     def _cancel(self, n: float, due: int) -> None: ...
@@ -30,7 +31,12 @@ async def acquire_async(self: _Reserving, n: float = 1, timeout: Optional[float]
 
     >>> # await bucket.acquire_async(); await bucket.acquire_async(5, timeout=1.0)
     """
-    # Decided and reserved in Rust, synchronously; only a real wait sleeps.
+    # Units there now: one Rust call with one argument, the cheapest check
+    # (try_acquire never jumps ahead of queued waiters, so order is kept).
+    # A timeout is validated by _reserve, so it takes the general path.
+    if timeout is None and self.try_acquire(n):
+        return True
+    # Otherwise decided and reserved in Rust, synchronously; only a real wait sleeps.
     due = self._reserve(n, timeout)
     if due == 0:
         return True
