@@ -8,19 +8,20 @@
 //! (`loop.call_soon_threadsafe`), so the loop never blocks and the fast path
 //! (a free slot) is one CAS.
 
-use crate::core::limiter::{Amounts, Budget, Budgets, Grant, Refill, ServerBudget, BUDGETS};
+use crate::core::limiter::{Amounts, Budget, Budgets, Refill, ServerBudget, BUDGETS};
 use crate::core::semaphore::{Enqueued, Semaphore};
 use crate::core::{Clock, Nanos};
 use parking_lot::{Condvar, Mutex};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use pyo3::types::PyDict;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::clock::clock_from;
 use super::errors::{check_non_negative, check_timeout, config_error, rate_limit_timeout};
+use super::permit::Permit;
 
 /// How long a blocked thread sleeps before it looks for Ctrl-C.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -50,17 +51,22 @@ enum Waker {
 }
 
 /// What a `Limiter` and its permits share.
-struct Shared {
-    budgets: Budgets,
+pub(super) struct Shared {
+    pub(super) budgets: Budgets,
     slots: Option<Semaphore<Waker>>,
-    in_flight: AtomicU64,
+    pub(super) in_flight: AtomicU64,
     limits: [Option<f64>; BUDGETS],
     burst: Option<f64>,
 }
 
 impl Shared {
+    /// Whether this limiter caps concurrency (has slots to give back).
+    pub(super) fn has_slots(&self) -> bool {
+        self.slots.is_some()
+    }
+
     /// Gives a slot back, handing it to the oldest waiter if there is one.
-    fn release_slot(&self, py: Python<'_>) {
+    pub(super) fn release_slot(&self, py: Python<'_>) {
         let Some(slots) = &self.slots else { return };
         while let Some(waker) = slots.release() {
             match waker {
@@ -133,17 +139,7 @@ impl Shared {
                         .waited_ns
                         .fetch_add(waited, Ordering::Relaxed);
                 }
-                Ok(Permit {
-                    shared: self.clone(),
-                    waited: grant.waited.as_secs_f64() + slot_waited,
-                    due: if grant.waited > Nanos::ZERO {
-                        grant.at
-                    } else {
-                        Nanos::ZERO
-                    },
-                    grant: Mutex::new(grant),
-                    released: AtomicBool::new(false),
-                })
+                Ok(Permit::new(self.clone(), grant, slot_waited))
             }
             Err(wait) => {
                 self.release_slot(py);
@@ -557,159 +553,7 @@ fn check_concurrency(value: &Bound<'_, PyAny>) -> PyResult<u32> {
     Ok(n as u32)
 }
 
-/// A granted request: releases its concurrency slot on exit (or `release()`);
-/// `reconcile(actual_tokens)` settles the token budgets once usage is known.
-///
-/// >>> with limiter.acquire(tokens=1000) as permit: permit.reconcile(640)
-#[pyclass(frozen, module = "ratekeeper", name = "Permit")]
-pub struct Permit {
-    shared: Arc<Shared>,
-    grant: Mutex<Grant>,
-    waited: f64,
-    due: Nanos,
-    released: AtomicBool,
-}
-
-impl Permit {
-    /// Releases the slot once; `true` if this call did it.
-    fn release_once(&self, py: Python<'_>) -> bool {
-        if self.released.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.shared.release_slot(py);
-        true
-    }
-
-    /// Undoes a permit whose waiter gave up before using it.
-    fn cancel(&self, py: Python<'_>) {
-        if self.release_once(py) {
-            self.shared.budgets.cancel(&self.grant.lock());
-        }
-    }
-}
-
-impl Drop for Permit {
-    /// A permit dropped without release still frees its slot.
-    fn drop(&mut self) {
-        if !self.released.load(Ordering::Acquire) && self.shared.slots.is_some() {
-            Python::attach(|py| {
-                self.release_once(py);
-            });
-        }
-    }
-}
-
-#[pymethods]
-impl Permit {
-    /// Gives the concurrency slot back; calling it again does nothing.
-    fn release(&self, py: Python<'_>) {
-        self.release_once(py);
-    }
-
-    /// Charges or refunds the token budgets by the difference between the
-    /// estimate and the actual usage. Amounts not given stay as estimated.
-    #[pyo3(signature = (actual_tokens=None, *, input_tokens=None, output_tokens=None))]
-    fn reconcile(
-        &self,
-        actual_tokens: Option<f64>,
-        input_tokens: Option<f64>,
-        output_tokens: Option<f64>,
-    ) -> PyResult<()> {
-        let mut grant = self.grant.lock();
-        let actual = grant
-            .amounts
-            .reconciled(actual_tokens, input_tokens, output_tokens)
-            .map_err(config_error)?;
-        self.shared.budgets.reconcile(&mut grant, actual);
-        Ok(())
-    }
-
-    /// Tokens charged to tpm (the estimate, or the reconciled usage).
-    #[getter]
-    fn tokens(&self) -> f64 {
-        self.grant.lock().amounts.total
-    }
-
-    /// Tokens charged to itpm (the estimate, or the reconciled usage).
-    ///
-    /// >>> Limiter(itpm=1000).acquire(input_tokens=10).input_tokens
-    /// 10.0
-    #[getter]
-    fn input_tokens(&self) -> f64 {
-        self.grant.lock().amounts.input
-    }
-
-    /// Tokens charged to otpm (the estimate, or the reconciled usage).
-    ///
-    /// >>> Limiter(otpm=1000).acquire(output_tokens=10).output_tokens
-    /// 10.0
-    #[getter]
-    fn output_tokens(&self) -> f64 {
-        self.grant.lock().amounts.output
-    }
-
-    /// Seconds this request waited for its slot and budgets.
-    #[getter]
-    fn waited(&self) -> f64 {
-        self.waited
-    }
-
-    /// Whether the concurrency slot has been given back.
-    ///
-    /// >>> permit = Limiter(rpm=60).acquire(); permit.release(); permit.released
-    /// True
-    #[getter]
-    fn released(&self) -> bool {
-        self.released.load(Ordering::Acquire)
-    }
-
-    /// The grant time in clock nanoseconds; 0 when granted at once.
-    #[getter]
-    fn _due(&self) -> u64 {
-        self.due.0
-    }
-
-    /// Seconds left until `due` (the `_waiting` protocol); a manual clock
-    /// is advanced instead.
-    fn _until(&self, due: u64) -> f64 {
-        let due = Nanos(due);
-        match self.shared.budgets.clock() {
-            Clock::Manual(manual) => {
-                manual.advance_to(due);
-                0.0
-            }
-            clock => (due - clock.now()).as_secs_f64(),
-        }
-    }
-
-    /// Gives everything back (the `_waiting` protocol, on cancellation).
-    fn _cancel(&self, py: Python<'_>, _n: f64, _due: u64) {
-        self.cancel(py);
-    }
-
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
-        self.release_once(py);
-        false
-    }
-
-    fn __repr__(&self) -> String {
-        let grant = self.grant.lock();
-        format!(
-            "Permit(tokens={:?}, waited={:.6}, released={})",
-            grant.amounts.total,
-            self.waited,
-            if self.released() { "True" } else { "False" }
-        )
-    }
-}
-
-/// Registers the classes of this file.
+/// Registers the classes of this file and of `permit.rs`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Limiter>()?;
     m.add_class::<Permit>()?;

@@ -13,6 +13,7 @@ mod clock;
 mod errors;
 mod keyed;
 mod limiter;
+mod permit;
 mod protocol;
 mod redis;
 mod redis_ops;
