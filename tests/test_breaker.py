@@ -7,39 +7,12 @@ import math
 from typing import Any, Optional
 
 import pytest
+from breaker_helpers import ServiceDown, fail, make, open_breaker
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import ratekeeper as rk
-
-
-class ServiceDown(Exception):
-    pass
-
-
-class NotTheService(Exception):
-    pass
-
-
-def fail(exc: BaseException) -> None:
-    raise exc
-
-
-def make(
-    failure_threshold: int = 3,
-    reset_timeout: float = 10.0,
-    **options: Any,
-) -> tuple[rk.CircuitBreaker, rk.ManualClock]:
-    clock = rk.ManualClock()
-    return rk.CircuitBreaker(failure_threshold, reset_timeout, clock=clock, **options), clock
-
-
-def open_breaker(**options: Any) -> tuple[rk.CircuitBreaker, rk.ManualClock]:
-    breaker, clock = make(**options)
-    breaker.trip()
-    return breaker, clock
-
 
 # --- transitions -----------------------------------------------------------
 

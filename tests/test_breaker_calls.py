@@ -12,36 +12,9 @@ import weakref
 from typing import Any
 
 import pytest
+from breaker_helpers import NotTheService, ServiceDown, fail, make, open_breaker
 
 import ratekeeper as rk
-
-
-class ServiceDown(Exception):
-    pass
-
-
-class NotTheService(Exception):
-    pass
-
-
-def fail(exc: BaseException) -> None:
-    raise exc
-
-
-def make(
-    failure_threshold: int = 3,
-    reset_timeout: float = 10.0,
-    **options: Any,
-) -> tuple[rk.CircuitBreaker, rk.ManualClock]:
-    clock = rk.ManualClock()
-    return rk.CircuitBreaker(failure_threshold, reset_timeout, clock=clock, **options), clock
-
-
-def open_breaker(**options: Any) -> tuple[rk.CircuitBreaker, rk.ManualClock]:
-    breaker, clock = make(**options)
-    breaker.trip()
-    return breaker, clock
-
 
 # --- call and the sync decorator -------------------------------------------
 

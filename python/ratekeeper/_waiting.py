@@ -8,7 +8,29 @@ event loop costs what ``asyncio.sleep`` costs; no tokio future is bridged.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Callable, Protocol
+
+
+async def wait_for_due(
+    until: Callable[[int], float], due: int, give_back: Callable[[], None]
+) -> None:
+    """Sleeps until ``until(due)`` says the reservation is reached; ``give_back()`` if cancelled.
+
+    >>> # await wait_for_due(bucket._until, due, lambda: bucket._cancel(1, due))
+    """
+    try:
+        # Yield once even on a manual clock (whose ``_until`` advances it and
+        # answers 0), so that virtual-time waiters still interleave.
+        await asyncio.sleep(0)
+        left = until(due)
+        while left > 0.0:
+            await asyncio.sleep(left)
+            left = until(due)
+    except BaseException:
+        # Cancelled (or interrupted) before the units were due: hand them back
+        # so that the next waiter does not wait for units nobody uses.
+        give_back()
+        raise
 
 
 class Reserving(Protocol):
@@ -19,23 +41,11 @@ class Reserving(Protocol):
 
 
 async def sleep_until_due(limiter: Reserving, n: float, due: int) -> None:
-    """Sleeps until the reservation ``due`` is reached; gives it back if cancelled.
+    """Sleeps until the reservation ``due`` of ``n`` units; gives it back if cancelled.
 
     >>> # await sleep_until_due(bucket, 1, bucket._reserve(1, None))
     """
-    try:
-        # Yield once even on a manual clock, so that virtual-time waiters
-        # still interleave with the other tasks.
-        await asyncio.sleep(0)
-        left = limiter._until(due)
-        while left > 0.0:
-            await asyncio.sleep(left)
-            left = limiter._until(due)
-    except BaseException:
-        # Cancelled (or interrupted) before the units were due: hand them back
-        # so that the next waiter does not wait for units nobody uses.
-        limiter._cancel(n, due)
-        raise
+    await wait_for_due(limiter._until, due, lambda: limiter._cancel(n, due))
 
 
 class KeyedReserving(Protocol):
@@ -51,14 +61,6 @@ async def sleep_until_due_keyed(limiter: KeyedReserving, key: str, n: float, due
 
     >>> # await sleep_until_due_keyed(limiter, "user-1", 1, limiter._reserve("user-1", 1, None))
     """
-    try:
-        await asyncio.sleep(0)
-        left = limiter._until(due)
-        while left > 0.0:
-            await asyncio.sleep(left)
-            left = limiter._until(due)
-    except BaseException:
-        limiter._cancel(key, n, due)
-        raise
+    await wait_for_due(limiter._until, due, lambda: limiter._cancel(key, n, due))
     # The reservation is used: the key may be dropped again once idle.
     limiter._finish(key)
