@@ -1,13 +1,12 @@
 //! `TokenBucket`: the binding of `core::gcra::TokenBucket`.
 
 use crate::core::gcra;
-use crate::core::Limit;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use super::clock::clock_from;
 use super::errors::{check_positive, config_error};
-use super::protocol;
+use super::protocol::limit_pymethods;
 
 /// A token bucket: starts full, refills at `rate` units/s up to `capacity`.
 ///
@@ -34,8 +33,7 @@ impl TokenBucket {
     }
 }
 
-#[pymethods]
-impl TokenBucket {
+limit_pymethods!(TokenBucket, {
     #[new]
     #[pyo3(signature = (rate, capacity, *, clock=None))]
     fn new(rate: f64, capacity: f64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
@@ -80,38 +78,6 @@ impl TokenBucket {
         Self::per_period(n, 3600.0, burst, clock)
     }
 
-    /// Takes `n` units now if they are available; never waits.
-    #[pyo3(signature = (n=1.0))]
-    fn try_acquire(&self, n: f64) -> PyResult<bool> {
-        Ok(self.inner.try_acquire(n)?)
-    }
-
-    /// Waits (GIL released) until `n` units are granted; `False` at once,
-    /// taking nothing, when the wait would exceed `timeout`.
-    #[pyo3(signature = (n=1.0, timeout=None))]
-    fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
-        protocol::acquire_blocking(py, &self.inner, n, timeout)
-    }
-
-    /// Seconds until `n` units would be granted; 0.0 when now.
-    #[pyo3(signature = (n=1.0))]
-    fn wait_time(&self, n: f64) -> PyResult<f64> {
-        Ok(self.inner.wait_time(n)?.as_secs_f64())
-    }
-
-    #[pyo3(signature = (n=1.0, timeout=None))]
-    fn _reserve(&self, n: f64, timeout: Option<f64>) -> PyResult<i64> {
-        protocol::reserve(&self.inner, n, timeout)
-    }
-
-    fn _until(&self, due: i64) -> f64 {
-        protocol::until(&self.inner, due)
-    }
-
-    fn _cancel(&self, n: f64, due: i64) {
-        protocol::cancel(&self.inner, n, due)
-    }
-
     /// Units available now; negative while reservations are outstanding.
     #[getter]
     fn available(&self) -> f64 {
@@ -147,16 +113,6 @@ impl TokenBucket {
         self.inner.rule().capacity()
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        protocol::acquire_blocking(slf.py(), &slf.get().inner, 1.0, None)?;
-        Ok(slf)
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        false
-    }
-
     fn __repr__(&self) -> String {
         format!(
             "TokenBucket(rate={:?}, capacity={:?})",
@@ -164,4 +120,4 @@ impl TokenBucket {
             self.capacity()
         )
     }
-}
+});

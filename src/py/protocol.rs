@@ -112,3 +112,60 @@ pub fn until_on_clock(clock: &crate::core::Clock, due: i64) -> f64 {
     }
     (due - clock.now()).as_secs_f64()
 }
+
+/// The Python methods of the limiter protocol, written once for every class
+/// whose `inner` field is a [`Limit`]: `try_acquire`, `acquire`,
+/// `wait_time`, the `_reserve`/`_until`/`_cancel` of the async path, and
+/// `with`. Each class adds its own constructor, properties and `__repr__`
+/// in the braces.
+macro_rules! limit_pymethods {
+    ($name:ident, { $($extra:tt)* }) => {
+        #[pymethods]
+        impl $name {
+            /// Takes `n` units now if they are available; never waits.
+            #[pyo3(signature = (n=1.0))]
+            fn try_acquire(&self, n: f64) -> PyResult<bool> {
+                Ok($crate::core::Limit::try_acquire(&self.inner, n)?)
+            }
+
+            /// Waits (GIL released) until `n` units are granted; `False` at
+            /// once, taking nothing, when the wait would exceed `timeout`.
+            #[pyo3(signature = (n=1.0, timeout=None))]
+            fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
+                $crate::py::protocol::acquire_blocking(py, &self.inner, n, timeout)
+            }
+
+            /// Seconds until `n` units would be granted; 0.0 when now.
+            #[pyo3(signature = (n=1.0))]
+            fn wait_time(&self, n: f64) -> PyResult<f64> {
+                Ok($crate::core::Limit::wait_time(&self.inner, n)?.as_secs_f64())
+            }
+
+            #[pyo3(signature = (n=1.0, timeout=None))]
+            fn _reserve(&self, n: f64, timeout: Option<f64>) -> PyResult<i64> {
+                $crate::py::protocol::reserve(&self.inner, n, timeout)
+            }
+
+            fn _until(&self, due: i64) -> f64 {
+                $crate::py::protocol::until(&self.inner, due)
+            }
+
+            fn _cancel(&self, n: f64, due: i64) {
+                $crate::py::protocol::cancel(&self.inner, n, due)
+            }
+
+            fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+                $crate::py::protocol::acquire_blocking(slf.py(), &slf.get().inner, 1.0, None)?;
+                Ok(slf)
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+                false
+            }
+
+            $($extra)*
+        }
+    };
+}
+pub(crate) use limit_pymethods;
