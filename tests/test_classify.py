@@ -11,7 +11,7 @@ import httpx
 import httpx2
 import openai
 import pytest
-from http_server import ScriptedServer, closed_port
+from scripted_server import ScriptedServer, closed_port
 
 import ratekeeper as rk
 
@@ -116,10 +116,12 @@ def test_timeout_is_retryable(scripted_server: ScriptedServer, sdk: str) -> None
 
 async def test_async_clients_raise_classifiable_errors(scripted_server: ScriptedServer) -> None:
     scripted_server.reply(429, {"retry-after": "1"}).reply(404)
-    oai = openai.AsyncOpenAI(base_url=scripted_server.base_url + "/v1", api_key="k", max_retries=0)
+    oai = openai.AsyncOpenAI(base_url=scripted_server.openai_url, api_key="k", max_retries=0)
     with pytest.raises(openai.RateLimitError) as rate_limited:
         await oai.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
-    ant = anthropic.AsyncAnthropic(base_url=scripted_server.base_url, api_key="k", max_retries=0)
+    ant = anthropic.AsyncAnthropic(
+        base_url=scripted_server.anthropic_url, api_key="k", max_retries=0
+    )
     with pytest.raises(anthropic.NotFoundError) as not_found:
         await ant.messages.create(model="m", max_tokens=8, messages=MESSAGES)  # type: ignore[arg-type]
     assert rk.is_rate_limited(rate_limited.value) and rk.is_retryable(rate_limited.value)

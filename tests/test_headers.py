@@ -9,7 +9,7 @@ from typing import Any, Optional
 import anthropic
 import openai
 import pytest
-from http_server import ScriptedServer
+from scripted_server import ScriptedServer, openrouter_body
 
 import ratekeeper as rk
 from ratekeeper.headers import ServerLimits
@@ -232,7 +232,7 @@ def test_server_limits_is_frozen() -> None:
 
 def openai_error(server: ScriptedServer, **reply: Any) -> openai.APIStatusError:
     server.reply(**reply)
-    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+    client = openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     return caught.value
@@ -240,7 +240,7 @@ def openai_error(server: ScriptedServer, **reply: Any) -> openai.APIStatusError:
 
 def anthropic_error(server: ScriptedServer, **reply: Any) -> anthropic.APIStatusError:
     server.reply(**reply)
-    client = anthropic.Anthropic(base_url=server.base_url, api_key="k", max_retries=0)
+    client = anthropic.Anthropic(base_url=server.anthropic_url, api_key="k", max_retries=0)
     with pytest.raises(anthropic.APIStatusError) as caught:
         client.messages.create(model="m", max_tokens=8, messages=[{"role": "user", "content": "x"}])
     return caught.value
@@ -285,22 +285,6 @@ def test_anthropic_429_with_rfc3339_reset(scripted_server: ScriptedServer) -> No
 def test_anthropic_429_with_retry_after_seconds(scripted_server: ScriptedServer) -> None:
     exc = anthropic_error(scripted_server, status=429, headers={"retry-after": "17"})
     assert rk.retry_after(exc) == 17.0
-
-
-def openrouter_body(reset_ms: int) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": 429,
-            "message": "Rate limit exceeded: free-models-per-min.",
-            "metadata": {
-                "headers": {
-                    "X-RateLimit-Limit": "20",
-                    "X-RateLimit-Remaining": "0",
-                    "X-RateLimit-Reset": str(reset_ms),
-                }
-            },
-        }
-    }
 
 
 def test_openrouter_reset_in_the_error_body_counts(scripted_server: ScriptedServer) -> None:

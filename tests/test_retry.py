@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from http_server import ScriptedServer
+from scripted_server import ScriptedServer
 
 import ratekeeper as rk
 
@@ -24,7 +24,7 @@ class StepBackoff:
 
 
 def openai_client(server: ScriptedServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+    return openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
 
 
 def ask(client: openai.OpenAI) -> str:
@@ -40,7 +40,7 @@ def test_waits_what_the_server_said_then_succeeds(scripted_server: ScriptedServe
     clock = rk.ManualClock()
     policy = rk.Retry(max_retries=3, backoff=StepBackoff(), clock=clock)
     assert policy.call(ask, openai_client(scripted_server)) == "ok"
-    assert scripted_server.hits == 3
+    assert scripted_server.hit_count() == 3
     assert clock.now() == pytest.approx(3.5)
 
 
@@ -62,7 +62,7 @@ def test_backoff_is_used_when_the_server_gives_no_wait(scripted_server: Scripted
     policy = rk.Retry(max_retries=5, backoff=StepBackoff(), sleep=waits.append)
     assert policy.call(ask, openai_client(scripted_server)) == "ok"
     assert waits == [1.0, 2.0, 3.0]
-    assert scripted_server.hits == 4
+    assert scripted_server.hit_count() == 4
 
 
 def test_server_wait_is_ignored_when_told_not_to_respect_it(
@@ -85,7 +85,7 @@ def test_exhausted_retries_raise_retry_error_with_the_last_failure(
     policy = rk.Retry(max_retries=2, sleep=lambda _s: None)
     with pytest.raises(rk.RetryError) as caught:
         policy.call(ask, openai_client(scripted_server))
-    assert caught.value.attempts == 3 == scripted_server.hits
+    assert caught.value.attempts == 3 == scripted_server.hit_count()
     assert isinstance(caught.value.last_exception, openai.RateLimitError)
     assert caught.value.__cause__ is caught.value.last_exception
     assert isinstance(caught.value, rk.RateLimitError)
@@ -99,7 +99,7 @@ def test_a_server_wait_beyond_max_retry_after_gives_up_at_once(
     policy = rk.Retry(max_retries=5, max_retry_after=120.0, sleep=waits.append)
     with pytest.raises(rk.RetryError) as caught:
         policy.call(ask, openai_client(scripted_server))
-    assert waits == [] and scripted_server.hits == 1
+    assert waits == [] and scripted_server.hit_count() == 1
     assert caught.value.attempts == 1
     assert "max_retry_after" in str(caught.value)
 
@@ -121,7 +121,7 @@ def test_non_retryable_errors_pass_through_unwrapped_at_once(
     scripted_server.reply(status)
     with pytest.raises(error) as caught:
         rk.Retry(sleep=lambda _s: None).call(ask, openai_client(scripted_server))
-    assert scripted_server.hits == 1
+    assert scripted_server.hit_count() == 1
     assert type(caught.value) is error
 
 
@@ -131,7 +131,7 @@ def test_a_non_retryable_error_after_retries_passes_through_unchanged(
     scripted_server.reply(503).reply(400)
     with pytest.raises(openai.BadRequestError) as caught:
         rk.Retry(sleep=lambda _s: None).call(ask, openai_client(scripted_server))
-    assert scripted_server.hits == 2
+    assert scripted_server.hit_count() == 2
     # Raised as the SDK raised it: not chained to the earlier 503 by the retry loop.
     assert not isinstance(caught.value.__context__, openai.APIError)
 
@@ -140,14 +140,14 @@ def test_anthropic_overloaded_and_dropped_connections_are_retried(
     scripted_server: ScriptedServer,
 ) -> None:
     scripted_server.reply(529).drop()
-    client = anthropic.Anthropic(base_url=scripted_server.base_url, api_key="k", max_retries=0)
+    client = anthropic.Anthropic(base_url=scripted_server.anthropic_url, api_key="k", max_retries=0)
 
     @rk.retry(backoff=StepBackoff(), clock=rk.ManualClock())
     def claude() -> Any:
         return client.messages.create(model="m", max_tokens=8, messages=MESSAGES)
 
     assert claude().content[0].text == "ok"
-    assert scripted_server.hits == 3
+    assert scripted_server.hit_count() == 3
 
 
 # -- async --------------------------------------------------------------------------
@@ -155,8 +155,7 @@ def test_anthropic_overloaded_and_dropped_connections_are_retried(
 
 async def test_async_waits_what_the_server_said(scripted_server: ScriptedServer) -> None:
     scripted_server.reply(429, {"retry-after-ms": "250"}).reply(502)
-    client = openai.AsyncOpenAI(base_url=scripted_server.base_url + "/v1", api_key="k",
-                                max_retries=0)  # fmt: skip
+    client = openai.AsyncOpenAI(base_url=scripted_server.openai_url, api_key="k", max_retries=0)
     waits: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -170,24 +169,24 @@ async def test_async_waits_what_the_server_said(scripted_server: ScriptedServer)
 
     assert await ask_async("hi") == "ok"
     assert waits == [0.25, 2.0]
-    assert scripted_server.hits == 3
+    assert scripted_server.hit_count() == 3
 
 
 async def test_async_exhaustion_raises_retry_error(scripted_server: ScriptedServer) -> None:
     scripted_server.reply(529, times=5)
-    client = anthropic.AsyncAnthropic(base_url=scripted_server.base_url, api_key="k",
-                                      max_retries=0)  # fmt: skip
+    client = anthropic.AsyncAnthropic(
+        base_url=scripted_server.anthropic_url, api_key="k", max_retries=0
+    )
     policy = rk.Retry(max_retries=1, clock=rk.ManualClock())
     with pytest.raises(rk.RetryError) as caught:
         await policy.call_async(client.messages.create, model="m", max_tokens=8, messages=MESSAGES)
-    assert caught.value.attempts == 2 == scripted_server.hits
+    assert caught.value.attempts == 2 == scripted_server.hit_count()
     assert isinstance(caught.value.last_exception, anthropic.InternalServerError)
 
 
 async def test_cancellation_mid_backoff_is_not_retried(scripted_server: ScriptedServer) -> None:
     scripted_server.reply(500, times=5)
-    client = openai.AsyncOpenAI(base_url=scripted_server.base_url + "/v1", api_key="k",
-                                max_retries=0)  # fmt: skip
+    client = openai.AsyncOpenAI(base_url=scripted_server.openai_url, api_key="k", max_retries=0)
     backing_off = asyncio.Event()
 
     async def long_sleep(seconds: float) -> None:
@@ -202,7 +201,7 @@ async def test_cancellation_mid_backoff_is_not_retried(scripted_server: Scripted
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert scripted_server.hits == 1
+    assert scripted_server.hit_count() == 1
 
 
 async def test_cancellation_during_a_real_sleep_is_not_retried() -> None:
