@@ -173,6 +173,9 @@ class RedisLimiter:
                 try:
                     time.sleep(wait)
                 except BaseException:
+                    # Interrupted (Ctrl-C): counted as the in-process Limiter
+                    # and acquire_async count it, and its units handed back.
+                    self._count("cancelled")
                     self._give_back(request, source)
                     raise
         except BaseException:
