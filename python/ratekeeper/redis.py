@@ -30,14 +30,14 @@ def check_timeout(timeout: Optional[float]) -> Optional[float]:
     return timeout
 
 
-async def reserve_then_sleep(engine: Any, amount: Any, timeout: Optional[float]) -> bool:
+async def _reserve_then_sleep(engine: Any, amount: Any, timeout: Optional[float]) -> bool:
     """One reserving script call for ``amount`` on ``engine``, then the wait on this loop.
 
     ``engine`` is a ``RedisTokenBucket`` (``amount``: units) or a
     ``RedisBudgets`` (``amount``: one per budget). ``False`` when the grant
     would come later than ``timeout``; a cancelled wait gives the units back.
 
-    >>> # await reserve_then_sleep(bucket, 1.0, None)
+    >>> # await _reserve_then_sleep(bucket, 1.0, None)
     """
     # The Redis call runs on the Rust runtime; its reply is handed to this
     # loop with one call_soon_threadsafe (measured faster than a bridged
@@ -95,7 +95,7 @@ class RedisTokenBucket(_core.RedisTokenBucket):
 
         >>> await bucket.acquire_async()  # doctest: +SKIP
         """
-        return await reserve_then_sleep(self, n, timeout)
+        return await _reserve_then_sleep(self, n, timeout)
 
     async def _check_async(self, n: float = 1) -> tuple[bool, float, float, float]:
         """A try-acquire with what rate-limit headers need:
@@ -136,7 +136,7 @@ class RedisBudgets(_core.RedisBudgets):
 
         >>> await budgets.acquire_async([1, 500])  # doctest: +SKIP
         """
-        return await reserve_then_sleep(self, amounts, timeout)
+        return await _reserve_then_sleep(self, amounts, timeout)
 
 
 class RedisSlidingWindow(_core.RedisSlidingWindow):
