@@ -38,7 +38,10 @@ class BatchSummary:
         return max(0, self.http_requests - self.sent)
 
     def count(self, status: str, attempts: int) -> None:
-        """Counts one finished line."""
+        """Counts one finished line.
+
+        >>> BatchSummary().count("ok", attempts=1)
+        """
         if status == "ok":
             self.ok += 1
         elif status == "error":
@@ -49,7 +52,10 @@ class BatchSummary:
             self.sent += 1
 
     def add_usage(self, response: dict[str, Any]) -> None:
-        """Adds a response's tokens (OpenAI ``total_tokens`` or Anthropic input + output)."""
+        """Adds a response's tokens (OpenAI ``total_tokens`` or Anthropic input + output).
+
+        >>> BatchSummary().add_usage({"usage": {"total_tokens": 42}})
+        """
         usage = response.get("usage") or {}
         total = usage.get("total_tokens")
         if total is None:
@@ -57,7 +63,11 @@ class BatchSummary:
         self.tokens += int(total or 0)
 
     def ideal_seconds(self, requests: int, tokens: int = 0) -> float:
-        """The least time the limits allow for these requests and tokens (buckets start full)."""
+        """The least time the limits allow for these requests and tokens (buckets start full).
+
+        >>> BatchSummary(rpm=60).ideal_seconds(120)
+        60.0
+        """
         best = 0.0
         if self.rpm:
             burst = self.burst if self.burst is not None else self.rpm
@@ -67,7 +77,10 @@ class BatchSummary:
         return best
 
     def render(self, output: Path) -> str:
-        """The closing summary, a few lines of plain text."""
+        """The closing summary, a few lines of plain text.
+
+        >>> print(summary.render(Path("out.jsonl")))  # doctest: +SKIP
+        """
         minutes = max(self.wall, 1e-9) / 60.0
         lines = [
             f"ratekeeper batch: {self.ok + self.failed + self.cancelled} line(s) in "

@@ -31,6 +31,8 @@ def make_sync_create(inner: Any, method: str, state: _Wrapping) -> Callable[...,
         breaker = state.breaker_for(model)
         streaming = bool(kwargs.get("stream"))
         raw_wanted = _wants_raw(kwargs)
+        # The request does not change between attempts: estimated once.
+        acquire_args = state.acquire_args(state.estimate(kwargs))
         attempts = 0
         while True:
             # Half-open, the breaker lends this call a probe slot: whatever
@@ -38,7 +40,7 @@ def make_sync_create(inner: Any, method: str, state: _Wrapping) -> Callable[...,
             # or abandon it, or the breaker stays half-open for good.
             ticket = enter_breaker(breaker) if breaker is not None else None
             try:
-                permit = state.limiter.acquire(**state.acquire_args(state.estimate(kwargs)))
+                permit = state.limiter.acquire(**acquire_args)
             except BaseException:
                 if breaker is not None:
                     abandon_breaker(breaker, ticket)
@@ -117,6 +119,7 @@ def make_async_create(inner: Any, method: str, state: _Wrapping) -> Callable[...
         breaker = state.breaker_for(model)
         streaming = bool(kwargs.get("stream"))
         raw_wanted = _wants_raw(kwargs)
+        acquire_args = state.acquire_args(state.estimate(kwargs))
         attempts = 0
         while True:
             # Half-open, the breaker lends this call a probe slot: whatever
@@ -124,9 +127,7 @@ def make_async_create(inner: Any, method: str, state: _Wrapping) -> Callable[...
             # or abandon it, or the breaker stays half-open for good.
             ticket = enter_breaker(breaker) if breaker is not None else None
             try:
-                permit = await state.limiter.acquire_async(
-                    **state.acquire_args(state.estimate(kwargs))
-                )
+                permit = await state.limiter.acquire_async(**acquire_args)
             except BaseException:
                 if breaker is not None:
                     abandon_breaker(breaker, ticket)

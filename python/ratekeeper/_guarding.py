@@ -18,13 +18,11 @@ __all__ = [
     "NO_RETRY",
     "abandon_breaker",
     "after_failure",
-    "check_breaker",
     "clone_breaker",
     "enter_breaker",
     "is_service_failure",
     "make_limiter",
     "make_policy",
-    "record_outcome",
     "settle_breaker",
 ]
 
@@ -92,12 +90,6 @@ def clone_breaker(template: Any) -> Any:
     )
 
 
-def check_breaker(breaker: Any) -> None:
-    """Raises ``CircuitOpenError`` when ``breaker`` refuses a call."""
-    if not breaker.allow():
-        raise CircuitOpenError(breaker.retry_after)
-
-
 def enter_breaker(breaker: Any) -> Any:
     """Lets one call through ``breaker`` and returns what it holds (``CircuitOpenError`` if not).
 
@@ -105,10 +97,12 @@ def enter_breaker(breaker: Any) -> Any:
     or ``abandon_breaker`` must follow, or the slot is never given back.
     """
     enter = getattr(breaker, "_enter", None)
-    if enter is None:  # a breaker of another kind: allow() and record_*() only
-        check_breaker(breaker)
-        return None
-    return enter()
+    if enter is not None:
+        return enter()
+    # A breaker of another kind: allow() and record_*() only, no probe slot to hold.
+    if not breaker.allow():
+        raise CircuitOpenError(breaker.retry_after)
+    return None
 
 
 def settle_breaker(breaker: Any, permit: Any, exc: Optional[BaseException]) -> None:
@@ -117,7 +111,7 @@ def settle_breaker(breaker: Any, permit: Any, exc: Optional[BaseException]) -> N
         if exc is None:
             breaker.record_success()
         else:
-            record_outcome(breaker, exc)
+            _record_outcome(breaker, exc)
     elif exc is None:
         breaker._success(permit)
     elif not isinstance(exc, Exception):
@@ -136,8 +130,11 @@ def abandon_breaker(breaker: Any, permit: Any) -> None:
         breaker._abandon(permit)
 
 
-def record_outcome(breaker: Any, exc: BaseException) -> None:
-    """Tells ``breaker`` whether ``exc`` was the service failing (its ``failure_on``, else ours)."""
+def _record_outcome(breaker: Any, exc: BaseException) -> None:
+    """Tells a breaker of another kind whether ``exc`` was the service failing.
+
+    Its own ``failure_on`` decides when it has one; else ``is_service_failure``.
+    """
     failure_on = breaker.failure_on
     if failure_on is None:
         failed = is_service_failure(exc)

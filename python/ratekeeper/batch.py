@@ -61,7 +61,10 @@ class BatchOptions:
     show_progress: Optional[bool] = None
 
     def check(self) -> None:
-        """Raises ``BatchInputError`` (or ``ValueError``) naming what is wrong."""
+        """Raises ``BatchInputError`` (or ``ValueError``) naming what is wrong.
+
+        >>> options.check()  # doctest: +SKIP
+        """
         if self.provider not in PROVIDERS:
             raise BatchInputError(
                 f"unknown provider {self.provider!r}; choose one of {', '.join(PROVIDERS)}"
@@ -74,7 +77,10 @@ class BatchOptions:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency!r}")
 
     def resolve_key(self) -> str:
-        """The API key from the environment (never printed); a placeholder for local servers."""
+        """The API key from the environment (never printed); a placeholder for local servers.
+
+        >>> options.resolve_key()  # doctest: +SKIP
+        """
         if self.api_key:
             return self.api_key
         variables = _KEY_VARIABLES[self.provider]

@@ -112,7 +112,7 @@ def _rfc3339(text: str) -> Optional[float]:
     match = _RFC3339.fullmatch(text)
     if match is None:
         return None
-    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    year, month, day, hour, minute, second, fraction, _zulu, sign, off_h, off_m = match.groups()
     if not ("01" <= month <= "12" and "01" <= day <= "31" and hour < "24" and minute < "60"):
         return None
     try:
@@ -128,9 +128,9 @@ def _rfc3339(text: str) -> Optional[float]:
     if sign is not None:
         offset = int(off_h) * 3600 + int(off_m) * 60
         epoch -= offset if sign == "+" else -offset
-    # No zone at all: read as UTC, which is what every API here sends.
-    del zulu
-    return float(epoch)
+    # No zone at all (``zulu`` and ``sign`` both None): read as UTC, which is
+    # what every API here sends.
+    return epoch
 
 
 def _http_date(text: str) -> Optional[float]:
@@ -149,11 +149,11 @@ def _duration(text: str) -> Optional[float]:
     # The common shapes first: one unit, parsed without a regex.
     if text.endswith("ms"):
         head = text[:-2]
-        if head.replace(".", "", 1).isdigit():
+        if head.replace(".", "", 1).isdecimal():
             return float(head) / 1000.0
     elif text.endswith("s"):
         head = text[:-1]
-        if head.replace(".", "", 1).isdigit():
+        if head.replace(".", "", 1).isdecimal():
             return float(head)
     if _DURATION.fullmatch(text) is None:
         return None
@@ -167,23 +167,20 @@ def _seconds_until(text: str, now: Optional[float]) -> Optional[float]:
         return None
     # Dispatch on the last character so the usual value parses at the first
     # try: raising and catching a ValueError per header would cost more than
-    # the whole parse.
+    # the whole parse. ``isdecimal``, not ``isdigit``: "²" is a digit that
+    # ``float`` refuses.
     last = text[-1]
-    if last.isdigit() and text.replace(".", "", 1).isdigit():
+    if last.isdecimal() and text.replace(".", "", 1).isdecimal():
         return _seconds_from_number(float(text), now)
     if last in "smh":
         wait = _duration(text)
         if wait is not None:
             return wait
-    at: Optional[float] = None
-    if last in "Zz" or "T" in text[8:12]:
-        at = _rfc3339(text)
-    else:
+    if last not in "Zz" and "T" not in text[8:12]:
         number = _number(text)  # rarer spellings: "1e3", "+5", "-1" (refused), "nan" (refused)
         if number is not None:
             return _seconds_from_number(number, now) if number >= 0 else None
-    if at is None:
-        at = _rfc3339(text)
+    at = _rfc3339(text)
     if at is None:
         at = _http_date(text)
     return None if at is None else max(0.0, at - (time.time() if now is None else now))
@@ -199,7 +196,7 @@ def _seconds_from_number(value: float, now: Optional[float]) -> float:
 
 def _count(text: str, *, is_limit: bool) -> Optional[float]:
     text = text.strip()
-    value = float(text) if text.isdigit() else _number(text)
+    value = float(text) if text.isdecimal() else _number(text)
     if value is None or value < 0 or (is_limit and value == 0):
         return None
     return value

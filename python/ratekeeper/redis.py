@@ -10,12 +10,54 @@ the ``"ratekeeper"`` logger.
 from __future__ import annotations
 
 import asyncio
+import math
 from types import TracebackType
 from typing import Any, Optional
 
 from . import _core
 
 __all__ = ["RedisBackend", "RedisBudgets", "RedisSlidingWindow", "RedisTokenBucket"]
+
+
+def check_timeout(timeout: Optional[float]) -> Optional[float]:
+    """``timeout`` itself when None or a finite number >= 0; else a ``ValueError``.
+
+    >>> check_timeout(1.5)
+    1.5
+    """
+    if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"timeout must be None or a finite number >= 0, got {timeout!r}")
+    return timeout
+
+
+async def _reserve_then_sleep(engine: Any, amount: Any, timeout: Optional[float]) -> bool:
+    """One reserving script call for ``amount`` on ``engine``, then the wait on this loop.
+
+    ``engine`` is a ``RedisTokenBucket`` (``amount``: units) or a
+    ``RedisBudgets`` (``amount``: one per budget). ``False`` when the grant
+    would come later than ``timeout``; a cancelled wait gives the units back.
+
+    >>> # await _reserve_then_sleep(bucket, 1.0, None)
+    """
+    # The Redis call runs on the Rust runtime; its reply is handed to this
+    # loop with one call_soon_threadsafe (measured faster than a bridged
+    # future: bench/bench_redis.py).
+    loop = asyncio.get_running_loop()
+    reply: asyncio.Future[tuple[float, int]] = loop.create_future()
+    engine._reserve_into(amount, timeout, loop.call_soon_threadsafe, _resolve, reply)
+    wait, source = await reply
+    if wait == 0.0:
+        return True
+    if wait < 0.0:
+        return False
+    try:
+        await asyncio.sleep(wait)
+    except BaseException:
+        # Cancelled before the units were due: hand them back so that the
+        # next waiter, in any process, does not wait for units nobody uses.
+        engine._cancel(amount, source)
+        raise
+    return True
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
@@ -53,25 +95,7 @@ class RedisTokenBucket(_core.RedisTokenBucket):
 
         >>> await bucket.acquire_async()  # doctest: +SKIP
         """
-        # The Redis call runs on the Rust runtime; its reply is handed to this
-        # loop with one call_soon_threadsafe (measured faster than a bridged
-        # future: bench/bench_redis.py).
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[tuple[float, int]] = loop.create_future()
-        self._reserve_into(n, timeout, loop.call_soon_threadsafe, _resolve, reply)
-        wait, source = await reply
-        if wait == 0.0:
-            return True
-        if wait < 0.0:
-            return False
-        try:
-            await asyncio.sleep(wait)
-        except BaseException:
-            # Cancelled before the units were due: hand them back so that the
-            # next waiter, in any process, does not wait for units nobody uses.
-            self._cancel(n, source)
-            raise
-        return True
+        return await _reserve_then_sleep(self, n, timeout)
 
     async def _check_async(self, n: float = 1) -> tuple[bool, float, float, float]:
         """A try-acquire with what rate-limit headers need:
@@ -112,20 +136,7 @@ class RedisBudgets(_core.RedisBudgets):
 
         >>> await budgets.acquire_async([1, 500])  # doctest: +SKIP
         """
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[tuple[float, int]] = loop.create_future()
-        self._reserve_into(amounts, timeout, loop.call_soon_threadsafe, _resolve, reply)
-        wait, source = await reply
-        if wait == 0.0:
-            return True
-        if wait < 0.0:
-            return False
-        try:
-            await asyncio.sleep(wait)
-        except BaseException:
-            self._cancel(amounts, source)
-            raise
-        return True
+        return await _reserve_then_sleep(self, amounts, timeout)
 
 
 class RedisSlidingWindow(_core.RedisSlidingWindow):
@@ -146,8 +157,7 @@ class RedisSlidingWindow(_core.RedisSlidingWindow):
 
         >>> await window.acquire_async()  # doctest: +SKIP
         """
-        if timeout is not None and not (timeout >= 0 and timeout != float("inf")):
-            raise ValueError(f"timeout must be None or a finite number >= 0, got {timeout!r}")
+        check_timeout(timeout)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:

@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 import time
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from . import _core
+from ._redis_keyed import RedisKeyedLimiter
+from ._redis_permit import RedisPermit, _Tokens
 from .errors import RateLimitError, RateLimitTimeout
 from .headers import read_limits
 from .limiter import adopt_server_limits
-from .redis import RedisBudgets, RedisTokenBucket, _resolve
+from .redis import RedisBudgets, _resolve, check_timeout
 
 __all__ = ["RedisKeyedLimiter", "RedisLimiter", "RedisPermit"]
 
@@ -45,154 +46,6 @@ _PERIODS = {"rps": 1.0, "rpm": 60.0, "rph": 3600.0, "rpd": 86400.0}
 _TOKEN_BUDGETS = ("tpm", "itpm", "otpm")
 # Sources of a grant, as the Rust side numbers them.
 _OPEN = 2
-
-
-def _check_tokens(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _check_timeout(timeout: Optional[float]) -> Optional[float]:
-    if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
-        raise ValueError(f"timeout must be None or a finite number >= 0, got {timeout!r}")
-    return timeout
-
-
-class _Tokens:
-    """What one request asks of the token budgets (as ``core::limiter::Amounts``)."""
-
-    __slots__ = ("input", "input_from_total", "output", "total")
-
-    def __init__(
-        self, tokens: float, input_tokens: Optional[float], output_tokens: Optional[float]
-    ) -> None:
-        tokens = _check_tokens("tokens", tokens)
-        self.input_from_total = input_tokens is None
-        self.input = tokens if input_tokens is None else _check_tokens("input_tokens", input_tokens)
-        self.output = (
-            0.0 if output_tokens is None else _check_tokens("output_tokens", output_tokens)
-        )
-        if tokens > 0:
-            self.total = tokens
-        elif self.input_from_total:
-            self.total = self.output
-        else:
-            self.total = self.input + self.output
-
-    def reconciled(
-        self, tokens: Optional[float], input_tokens: Optional[float], output_tokens: Optional[float]
-    ) -> _Tokens:
-        nxt = _Tokens.__new__(_Tokens)
-        nxt.total, nxt.input, nxt.output = self.total, self.input, self.output
-        nxt.input_from_total = self.input_from_total
-        if input_tokens is not None:
-            nxt.input = _check_tokens("input_tokens", input_tokens)
-            nxt.input_from_total = False
-        if output_tokens is not None:
-            nxt.output = _check_tokens("output_tokens", output_tokens)
-        if tokens is not None:
-            nxt.total = _check_tokens("actual_tokens", tokens)
-            if nxt.input_from_total:
-                nxt.input = nxt.total
-        elif input_tokens is not None or output_tokens is not None:
-            nxt.total = nxt.input + nxt.output
-        return nxt
-
-    def units(self, budget: str) -> float:
-        if budget == "tpm":
-            return self.total
-        if budget == "itpm":
-            return self.input
-        if budget == "otpm":
-            return self.output
-        return 1.0
-
-
-class RedisPermit:
-    """A request granted by a :class:`RedisLimiter`; ``reconcile`` settles tokens on Redis.
-
-    >>> with limiter.acquire(tokens=1000) as permit: permit.reconcile(640)  # doctest: +SKIP
-    """
-
-    __slots__ = ("_limiter", "_lock", "_slot", "_source", "_tokens", "released", "waited")
-
-    def __init__(
-        self,
-        limiter: RedisLimiter,
-        tokens: _Tokens,
-        source: int,
-        waited: float,
-        slot: Optional[_core.Permit],
-    ) -> None:
-        self._limiter = limiter
-        self._tokens = tokens
-        self._source = source
-        self._slot = slot
-        self._lock = threading.Lock()
-        self.waited = waited
-        self.released = False
-
-    @property
-    def tokens(self) -> float:
-        """Tokens charged to tpm (the estimate, or the reconciled usage)."""
-        return self._tokens.total
-
-    @property
-    def input_tokens(self) -> float:
-        return self._tokens.input
-
-    @property
-    def output_tokens(self) -> float:
-        return self._tokens.output
-
-    def release(self) -> None:
-        """Gives the (per-process) concurrency slot back; again does nothing."""
-        with self._lock:
-            if self.released:
-                return
-            self.released = True
-        self._limiter._in_flight_done()
-        if self._slot is not None:
-            self._slot.release()
-
-    def reconcile(
-        self,
-        actual_tokens: Optional[float] = None,
-        *,
-        input_tokens: Optional[float] = None,
-        output_tokens: Optional[float] = None,
-    ) -> None:
-        """Refunds to, or charges extra on, the shared token budgets (one Redis call each way).
-
-        >>> permit.reconcile(640)  # doctest: +SKIP
-        """
-        with self._lock:
-            old = self._tokens
-            new = old.reconciled(actual_tokens, input_tokens, output_tokens)
-            self._tokens = new
-        self._limiter._settle(old, new, self._source)
-
-    def __enter__(self) -> RedisPermit:
-        return self
-
-    def __exit__(self, *_exc: object) -> Literal[False]:
-        self.release()
-        return False
-
-    async def __aenter__(self) -> RedisPermit:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return (
-            f"RedisPermit(tokens={self._tokens.total!r}, waited={self.waited:.6f}, "
-            f"released={self.released})"
-        )
 
 
 class RedisLimiter:
@@ -234,23 +87,21 @@ class RedisLimiter:
             rps=rps, rpm=rpm, rph=rph, rpd=rpd, tpm=tpm, itpm=itpm, otpm=otpm,
             concurrency=concurrency, burst=burst,
         )  # fmt: skip
-        budgets = []
-        for name, amount in limits.items():
-            if amount is None:
-                continue
-            capacity = burst if burst is not None and name in _PERIODS else amount
-            budgets.append((name, amount / _PERIODS.get(name, 60.0), float(capacity)))
-        if not budgets:
+        self._limits = {name: amount for name, amount in limits.items() if amount is not None}
+        if not self._limits:
             raise ValueError(
                 "a Limiter with backend needs at least one of rps, rpm, rph, rpd, tpm, itpm "
                 "or otpm (concurrency alone is per process: leave backend out)"
             )
         self.backend = backend
         self.key = key
-        self._limits = {name: amount for name, amount in limits.items() if amount is not None}
         self._burst = burst
-        self._names = [name for name, _, _ in budgets]
-        self._budgets = RedisBudgets(backend, key, budgets)
+        self._names = list(self._limits)
+        self._budgets = RedisBudgets(
+            backend,
+            key,
+            [(name, self._rate(name), float(self._capacity(name))) for name in self._names],
+        )
         self._slots = None if concurrency is None else _core.Limiter(concurrency=concurrency)
         self._lock = threading.Lock()
         self._counts = {"granted": 0, "rejected": 0, "cancelled": 0, "rate_limited": 0}
@@ -312,16 +163,19 @@ class RedisLimiter:
         """
         request = _Tokens(tokens, input_tokens, output_tokens)
         amounts = self._amounts(request)
-        timeout = _check_timeout(timeout)
+        timeout = check_timeout(timeout)
         slot = None if self._slots is None else self._slots.acquire(0.0, timeout)
         try:
             slot_waited = 0.0 if slot is None else slot.waited
             left = None if timeout is None else max(timeout - slot_waited, 0.0)
-            source, wait = _core_reserve(self, amounts, left, timeout)
+            source, wait = self._reserve_now(amounts, left, timeout)
             if wait > 0.0:
                 try:
                     time.sleep(wait)
                 except BaseException:
+                    # Interrupted (Ctrl-C): counted as the in-process Limiter
+                    # and acquire_async count it, and its units handed back.
+                    self._count("cancelled")
                     self._give_back(request, source)
                     raise
         except BaseException:
@@ -344,7 +198,7 @@ class RedisLimiter:
         """
         request = _Tokens(tokens, input_tokens, output_tokens)
         amounts = self._amounts(request)
-        timeout = _check_timeout(timeout)
+        timeout = check_timeout(timeout)
         loop = asyncio.get_running_loop()
         slot = None
         if self._slots is not None:
@@ -373,6 +227,17 @@ class RedisLimiter:
                 slot.release()
             raise
         return self._granted(request, source, slot_waited + wait, slot)
+
+    def _reserve_now(
+        self, amounts: list[float], left: Optional[float], timeout: Optional[float]
+    ) -> tuple[int, float]:
+        """One script call: ``(source, wait)``, or ``RateLimitTimeout`` with nothing taken."""
+        if not any(amounts):
+            return _OPEN, 0.0
+        granted, wait, source = self._budgets._reserve(amounts, left)
+        if not granted:
+            raise self._timed_out(wait, timeout or 0.0)
+        return source, wait
 
     def _give_back(self, tokens: _Tokens, source: int) -> None:
         amounts = self._amounts(tokens)
@@ -437,6 +302,18 @@ class RedisLimiter:
             return self._burst
         return self._limits[name]
 
+    def _rate(self, name: str) -> float:
+        """Units per second: rps/rpm/rph/rpd by their period, token budgets per minute."""
+        return self._limits[name] / _PERIODS.get(name, 60.0)
+
+    def _available_from(self, peeked: Optional[Any], name: str) -> float:
+        """Units of ``name`` available, from a ``_peek()`` (``None``: no state, so full)."""
+        capacity = self._capacity(name)
+        if peeked is None:
+            return capacity
+        ahead = peeked[0][self._names.index(name)]
+        return float(capacity - ahead * self._rate(name))
+
     def available(self, budget: str) -> Optional[float]:
         """Units of ``budget`` available now in Redis; ``None`` when not configured.
 
@@ -446,13 +323,7 @@ class RedisLimiter:
             raise ValueError(f"unknown budget {budget!r}")
         if budget not in self._limits:
             return None
-        peeked = self._budgets._peek()
-        capacity = self._capacity(budget)
-        if peeked is None:
-            return capacity
-        ahead = peeked[0][self._names.index(budget)]
-        rate = self._limits[budget] / _PERIODS.get(budget, 60.0)
-        return float(capacity - ahead * rate)
+        return self._available_from(self._budgets._peek(), budget)
 
     def stats(self) -> dict[str, Any]:
         """This process's counters, with ``available`` and ``paused_for`` read from Redis.
@@ -465,20 +336,19 @@ class RedisLimiter:
         out["waiting"] = 0 if self._slots is None else self._slots.stats()["waiting"]
         peeked = self._budgets._peek()
         out["paused_for"] = 0.0 if peeked is None else peeked[1]
-        available = {}
-        for i, name in enumerate(self._names):
-            capacity = self._capacity(name)
-            rate = self._limits[name] / _PERIODS.get(name, 60.0)
-            available[name] = capacity if peeked is None else capacity - peeked[0][i] * rate
-        out["available"] = available
+        out["available"] = {name: self._available_from(peeked, name) for name in self._names}
         return out
 
     def reset(self) -> None:
-        """Every shared budget full again and no pause, for every process (counters kept)."""
+        """Every shared budget full again and no pause, for every process (counters kept).
+
+        >>> limiter.reset()  # doctest: +SKIP
+        """
         self._budgets.reset()
 
     @property
     def concurrency(self) -> Optional[int]:
+        """The per-process cap on requests in flight, or ``None``."""
         return None if self._slots is None else self._slots.concurrency
 
     def __repr__(self) -> str:
@@ -489,116 +359,3 @@ class RedisLimiter:
             parts.append(f"burst={self._burst!r}")
         parts.append(f"key={self.key!r}")
         return f"Limiter({', '.join(parts)}, backend={self.backend!r})"
-
-
-def _core_reserve(
-    limiter: RedisLimiter, amounts: list[float], left: Optional[float], timeout: Optional[float]
-) -> tuple[int, float]:
-    """One script call: ``(source, wait)``, or ``RateLimitTimeout`` with nothing taken."""
-    if not any(amounts):
-        return _OPEN, 0.0
-    granted, wait, source = limiter._budgets._reserve(amounts, left)
-    if not granted:
-        raise limiter._timed_out(wait, timeout or 0.0)
-    return source, wait
-
-
-class RedisKeyedLimiter:
-    """A ``KeyedLimiter`` whose per-key buckets live in Redis, shared by every process.
-
-    Made by ``rk.KeyedLimiter(rate, capacity, backend=...)``; see the module docs.
-
-    >>> users = rk.KeyedLimiter(1.0, 5, backend=backend); users.try_acquire("u1")  # doctest: +SKIP
-    """
-
-    # Bucket handles kept per key; past this many the cache starts over (a
-    # handle holds no shared state, only the on_error="local" stand-in).
-    _CACHE_LIMIT = 4096
-
-    def __init__(
-        self,
-        rate: float,
-        capacity: float,
-        *,
-        backend: _core.RedisBackend,
-        overrides: Optional[Any] = None,
-        idle_timeout: float = 600.0,
-        clock: Optional[object] = None,
-    ) -> None:
-        if not isinstance(backend, _core.RedisBackend):
-            raise TypeError(f"backend must be a RedisBackend, got {type(backend).__name__}")
-        if clock is not None:
-            raise ValueError("clock cannot be used with backend: time comes from the Redis server")
-        # The in-process constructor checks every argument the same way.
-        _core.KeyedLimiter(rate, capacity, overrides=overrides, idle_timeout=idle_timeout)
-        self.backend = backend
-        self.rate = float(rate)
-        self.capacity = float(capacity)
-        self.idle_timeout = float(idle_timeout)
-        self._overrides: dict[str, tuple[float, float]] = {
-            k: (float(v[0]), float(v[1])) for k, v in dict(overrides or {}).items()
-        }
-        self._buckets: dict[str, RedisTokenBucket] = {}
-
-    def _bucket(self, key: str) -> RedisTokenBucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if not isinstance(key, str):
-                raise TypeError(f"key must be a str, got {type(key).__name__}")
-            rate, capacity = self._overrides.get(key, (self.rate, self.capacity))
-            if len(self._buckets) >= self._CACHE_LIMIT:
-                self._buckets.clear()
-            bucket = RedisTokenBucket(self.backend, f"keyed:{key}", rate, capacity)
-            self._buckets[key] = bucket
-        return bucket
-
-    def try_acquire(self, key: str, n: float = 1.0) -> bool:
-        """Takes ``n`` units from ``key``'s shared bucket now if it has them (one Redis call)."""
-        return self._bucket(key).try_acquire(n)
-
-    def acquire(self, key: str, n: float = 1.0, timeout: Optional[float] = None) -> bool:
-        """Waits (GIL released) for ``n`` units of ``key``; ``False``, taking nothing, past ``timeout``."""
-        return self._bucket(key).acquire(n, timeout)
-
-    async def acquire_async(self, key: str, n: float = 1, timeout: Optional[float] = None) -> bool:
-        """Waits on the running loop for ``n`` units of ``key``."""
-        return await self._bucket(key).acquire_async(n, timeout)
-
-    def wait_time(self, key: str, n: float = 1.0) -> float:
-        """Seconds until ``n`` units of ``key`` would be granted (server time)."""
-        return self._bucket(key).wait_time(n)
-
-    def available(self, key: str) -> float:
-        """Units available to ``key`` now (its capacity while Redis holds no state for it)."""
-        bucket = self._bucket(key)
-        return bucket.capacity - bucket.wait_time(bucket.capacity) * bucket.rate
-
-    def reset(self, key: Optional[str] = None) -> None:
-        """Refills ``key``'s shared bucket; without a key, raises (Redis keys are not listed)."""
-        if key is None:
-            raise TypeError(
-                "reset() of a Redis-backed KeyedLimiter needs a key: its buckets are Redis keys "
-                "that are not listed (they expire once full)"
-            )
-        self._bucket(key).reset()
-
-    def __len__(self) -> int:
-        raise TypeError(
-            "len() is not known for a Redis-backed KeyedLimiter: each key's bucket is a Redis "
-            "key that expires once the bucket is full again (idle_timeout is that TTL)"
-        )
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __contains__(self, key: object) -> bool:
-        """Whether Redis holds state for ``key`` (its bucket is not full)."""
-        if not isinstance(key, str):
-            return False
-        return self.available(key) < self._bucket(key).capacity
-
-    def __repr__(self) -> str:
-        return (
-            f"KeyedLimiter(rate={self.rate!r}, capacity={self.capacity!r}, "
-            f"backend={self.backend!r})"
-        )

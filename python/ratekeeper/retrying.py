@@ -24,11 +24,12 @@ A loop with its own steps, as the decorators write it::
         except Exception as exc:
             failure = exc
         decision = policy.decide(failure, attempts)
-        if decision.rate_limited and decision.server_wait is not None:
-            limiter.pause(decision.server_wait)
         if not decision.retry:
             raise decision.error_for(failure)
-        policy.sleep(decision.delay)
+        if decision.rate_limited:
+            limiter.pause(decision.delay)  # every caller waits, the next acquire included
+        else:
+            policy.sleep(decision.delay)
 
 ``asyncio.CancelledError``, ``KeyboardInterrupt`` and ``SystemExit`` are not
 ``Exception``: no loop here ever catches them, so they pass straight through.

@@ -34,6 +34,7 @@ from ._streams import watch_stream
 from .cache import ResponseCache
 from .classify import is_rate_limited, status_of
 from .errors import CircuitOpenError, RetryError
+from .headers import retry_after
 from .retrying import Retry
 
 __all__ = ["wrap"]
@@ -111,7 +112,9 @@ class _Wrapping:
         return [first] + [model for model in self.fallback_models if model != first]
 
     def sit_out(self, model: Any, failure: RetryError, attempts: int) -> None:
-        wait = self.policy.decide(failure.last_exception, 1).server_wait
+        # A RetryError exists only for a failure the policy retries, so this is
+        # the ``server_wait`` its last decision saw.
+        wait = retry_after(failure.last_exception)
         if wait is None:
             wait = float(self.policy.backoff.delay(attempts))
         with self._lock:

@@ -103,7 +103,10 @@ class MockProvider:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> MockProvider:
-        """Starts serving in a background thread; returns once it accepts connections."""
+        """Starts serving in a background thread; returns once it accepts connections.
+
+        >>> provider = MockProvider(rpm=60).start()  # doctest: +SKIP
+        """
         if self._server is not None:
             raise RuntimeError("MockProvider is already running")
         sock, server = self._bind()
@@ -134,7 +137,10 @@ class MockProvider:
         return sock, uvicorn.Server(config)
 
     def serve(self) -> None:
-        """Serves in the foreground until Ctrl-C (what ``ratekeeper mock-server`` runs)."""
+        """Serves in the foreground until Ctrl-C (what ``ratekeeper mock-server`` runs).
+
+        >>> MockProvider(rpm=60, port=8000).serve()  # doctest: +SKIP
+        """
         sock, server = self._bind()
         self._socket = sock
         limits = f"rpm={self.rpm}, tpm={self.tpm}"
@@ -146,7 +152,10 @@ class MockProvider:
             self._socket = None
 
     def stop(self) -> None:
-        """Stops the server and waits for its thread; safe to call twice."""
+        """Stops the server and waits for its thread; safe to call twice.
+
+        >>> provider.stop()  # doctest: +SKIP
+        """
         server, thread, sock = self._server, self._thread, self._socket
         self._server = self._thread = self._socket = None
         if server is None or thread is None:
@@ -269,7 +278,10 @@ class MockProvider:
         return list(self._state.hits)
 
     def hits(self, path: Optional[str] = None) -> int:
-        """How many requests arrived (to ``path``, e.g. ``"/v1/chat/completions"``)."""
+        """How many requests arrived (to ``path``, e.g. ``"/v1/chat/completions"``).
+
+        >>> provider.hits("/v1/chat/completions")  # doctest: +SKIP
+        """
         return sum(1 for h in self._state.hits if path is None or h.path == path)
 
     @property
@@ -278,12 +290,18 @@ class MockProvider:
         return sum(1 for h in self._state.hits if h.outcome == "rate_limited")
 
     def counts(self) -> dict[str, Counter[str]]:
-        """Per path, how many requests ended in each outcome (``ok``, ``rate_limited``, ...)."""
+        """Per path, how many requests ended in each outcome (``ok``, ``rate_limited``, ...).
+
+        >>> provider.counts["/v1/chat/completions"]["rate_limited"]  # doctest: +SKIP
+        """
         result: dict[str, Counter[str]] = {}
         for hit in self._state.hits:
             result.setdefault(hit.path, Counter())[hit.outcome] += 1
         return result
 
     def reset_counters(self) -> None:
-        """Forgets the requests seen so far (the limits' state is kept)."""
+        """Forgets the requests seen so far (the limits' state is kept).
+
+        >>> provider.reset_counters()  # doctest: +SKIP
+        """
         self._state.hits.clear()
