@@ -96,33 +96,57 @@ async def test_non_http_scopes_pass_through() -> None:
 def test_two_uvicorn_workers_sharing_redis_share_one_budget(
     redis_url: str, unique_key: str
 ) -> None:
-    port = free_port()
+    # Two uvicorn worker processes, each on its own port, so that requests can
+    # be sent to both in turn (with `--workers 2` on one socket the kernel may
+    # hand every connection to the same worker, and the test would prove nothing).
     env = {**os.environ, "RK_TEST_REDIS_URL": redis_url, "RK_TEST_PREFIX": unique_key}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "asgi_app:app", "--workers", "2",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"],
-        env=env,
-    )  # fmt: skip
+    ports = [free_port(), free_port()]
+    servers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "asgi_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "error",
+            ],
+            env=env,
+        )
+        for port in ports
+    ]
     try:
-        wait_for_port(port, deadline=30)
-        time.sleep(1.0)  # both workers up
+        for port in ports:
+            wait_for_port(port, deadline=30)
         start = time.monotonic()
         codes, pids = [], set()
         limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=limits) as client:
-            for _ in range(40):
-                reply = client.get("/")
+        clients = [
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=limits) for port in ports
+        ]
+        try:
+            for i in range(40):
+                reply = clients[i % 2].get("/")
                 codes.append(reply.status_code)
                 if reply.status_code == 200:
                     pids.add(reply.json()["pid"])
+        finally:
+            for client in clients:
+                client.close()
         elapsed = time.monotonic() - start
         hits = int(redis_py.Redis.from_url(redis_url).get(f"{unique_key}:hits") or 0)
         granted = codes.count(200)
         assert granted == hits  # every 429 was answered before the app ran
         assert 10 <= granted <= 10 + 5 * elapsed + 1  # one budget, not one per worker
         assert codes.count(429) == 40 - granted
-        assert len(pids) == 2
+        assert len(pids) == 2  # both workers granted requests from the one budget
     finally:
-        server.terminate()
-        server.wait(15)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(15)
