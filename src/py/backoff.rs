@@ -50,6 +50,9 @@ impl Backoff {
     }
 
     /// Seconds to wait before retry `attempt` (0 for the first retry).
+    ///
+    /// >>> Backoff(base=1.0, jitter="none").delay(0)
+    /// 1.0
     fn delay(&self, attempt: &Bound<'_, PyAny>) -> PyResult<f64> {
         let attempt = int_arg("attempt", attempt)?;
         Ok(self.inner.delay(attempt, &mut rand::rng()))
@@ -83,6 +86,9 @@ impl Backoff {
     }
 
     /// `"none"`, `"full"`, `"equal"` or `"decorrelated"`.
+    ///
+    /// >>> Backoff(jitter="equal").jitter
+    /// 'equal'
     #[getter]
     fn jitter(&self) -> &'static str {
         self.inner.jitter().name()

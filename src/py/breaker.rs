@@ -206,6 +206,9 @@ impl CircuitBreaker {
     }
 
     /// `"closed"`, `"open"` or `"half_open"`.
+    ///
+    /// >>> CircuitBreaker().state
+    /// 'closed'
     #[getter]
     fn state<'py>(&self, py: Python<'py>) -> &Bound<'py, PyString> {
         // Interned: reading the state allocates nothing.
@@ -217,12 +220,19 @@ impl CircuitBreaker {
     }
 
     /// Seconds until an open breaker lets a probe through; 0.0 unless open.
+    ///
+    /// >>> breaker = CircuitBreaker(failure_threshold=1, reset_timeout=30.0, clock=ManualClock())
+    /// >>> breaker.record_failure(); breaker.retry_after
+    /// 30.0
     #[getter]
     fn retry_after(&self) -> f64 {
         self.inner.retry_after().as_secs_f64()
     }
 
     /// Consecutive failures counted since the last success or close.
+    ///
+    /// >>> breaker = CircuitBreaker(failure_threshold=3); breaker.record_failure(); breaker.failure_count
+    /// 1
     #[getter]
     fn failure_count(&self) -> u32 {
         self.inner.failure_count()
@@ -230,32 +240,51 @@ impl CircuitBreaker {
 
     /// Whether a call may go ahead now. Half-open, `True` takes a probe slot
     /// that the next `record_success()`/`record_failure()` gives back.
+    ///
+    /// >>> CircuitBreaker().allow()
+    /// True
     fn allow(&self) -> bool {
         self.inner.allow()
     }
 
     /// Records a successful call (ignored while open).
+    ///
+    /// >>> breaker = CircuitBreaker(failure_threshold=3); breaker.record_failure()
+    /// >>> breaker.record_success(); breaker.failure_count
+    /// 0
     fn record_success(&self) {
         self.inner.record_success()
     }
 
     /// Records a failed call (ignored while open).
+    ///
+    /// >>> breaker = CircuitBreaker(failure_threshold=1); breaker.record_failure(); breaker.state
+    /// 'open'
     fn record_failure(&self) {
         self.inner.record_failure()
     }
 
     /// Back to closed, no failures counted.
+    ///
+    /// >>> breaker = CircuitBreaker(); breaker.trip(); breaker.reset(); breaker.state
+    /// 'closed'
     fn reset(&self) {
         self.inner.reset()
     }
 
     /// Forces the breaker open now, restarting `reset_timeout`.
+    ///
+    /// >>> breaker = CircuitBreaker(); breaker.trip(); breaker.state
+    /// 'open'
     fn trip(&self) {
         self.inner.trip()
     }
 
     /// Calls `func(*args, **kwargs)` through the breaker; raises
     /// `CircuitOpenError` without calling it when the breaker refuses.
+    ///
+    /// >>> CircuitBreaker().call(abs, -3)
+    /// 3
     #[pyo3(signature = (func, /, *args, **kwargs))]
     fn call(
         &self,
@@ -348,12 +377,18 @@ impl CircuitBreaker {
 
     /// What counts as a failure: `None` (every exception), a type, a tuple
     /// of types, or a predicate.
+    ///
+    /// >>> CircuitBreaker(failure_on=ValueError).failure_on
+    /// <class 'ValueError'>
     #[getter]
     fn failure_on(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.failure_on_arg.as_ref().map(|obj| obj.clone_ref(py))
     }
 
     /// The `ManualClock` this breaker reads, or `None` for the monotonic one.
+    ///
+    /// >>> CircuitBreaker().clock is None
+    /// True
     #[getter]
     fn clock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.clock_arg.as_ref().map(|obj| obj.clone_ref(py))

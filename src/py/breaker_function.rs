@@ -74,6 +74,9 @@ impl BreakerFunction {
     }
 
     /// The breaker this function goes through.
+    ///
+    /// >>> breaker = ratekeeper.CircuitBreaker(); breaker(abs).breaker is breaker
+    /// True
     #[getter]
     fn breaker(&self, py: Python<'_>) -> Py<CircuitBreaker> {
         self.breaker.clone_ref(py)

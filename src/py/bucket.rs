@@ -43,6 +43,9 @@ limit_pymethods!(TokenBucket, {
     }
 
     /// `n` units per second, holding `burst` (default `n`).
+    ///
+    /// >>> TokenBucket.per_second(10).rate
+    /// 10.0
     #[classmethod]
     #[pyo3(signature = (n, burst=None, *, clock=None))]
     fn per_second(
@@ -55,6 +58,9 @@ limit_pymethods!(TokenBucket, {
     }
 
     /// `n` units per minute, holding `burst` (default `n`).
+    ///
+    /// >>> TokenBucket.per_minute(60, burst=10).capacity
+    /// 10.0
     #[classmethod]
     #[pyo3(signature = (n, burst=None, *, clock=None))]
     fn per_minute(
@@ -67,6 +73,9 @@ limit_pymethods!(TokenBucket, {
     }
 
     /// `n` units per hour, holding `burst` (default `n`).
+    ///
+    /// >>> TokenBucket.per_hour(3600).rate
+    /// 1.0
     #[classmethod]
     #[pyo3(signature = (n, burst=None, *, clock=None))]
     fn per_hour(
@@ -79,18 +88,31 @@ limit_pymethods!(TokenBucket, {
     }
 
     /// Units available now; negative while reservations are outstanding.
+    ///
+    /// >>> TokenBucket(rate=1.0, capacity=5).available
+    /// 5.0
     #[getter]
     fn available(&self) -> f64 {
         self.inner.available()
     }
 
     /// Gives `n` units back, never above capacity.
+    ///
+    /// >>> bucket = TokenBucket(rate=1.0, capacity=5, clock=ManualClock())
+    /// >>> bucket.try_acquire(5); bucket.refund(3); bucket.available
+    /// True
+    /// 3.0
     fn refund(&self, n: f64) -> PyResult<()> {
         self.inner.refund(check_positive("n", n)?);
         Ok(())
     }
 
     /// Back to full.
+    ///
+    /// >>> bucket = TokenBucket(rate=1.0, capacity=5, clock=ManualClock())
+    /// >>> bucket.try_acquire(5); bucket.reset(); bucket.available
+    /// True
+    /// 5.0
     fn reset(&self) {
         self.inner.reset()
     }

@@ -11,6 +11,7 @@ use super::errors::check_non_negative;
 ///
 /// >>> clock = ManualClock(); clock.advance(1.5); clock.now()
 /// 1.5
+/// 1.5
 #[pyclass(frozen, module = "ratekeeper")]
 pub struct ManualClock {
     pub inner: Arc<clock::ManualClock>,
@@ -36,11 +37,17 @@ impl ManualClock {
     }
 
     /// The current time in seconds.
+    ///
+    /// >>> ManualClock(start=10.0).now()
+    /// 10.0
     fn now(&self) -> f64 {
         self.inner.now().as_secs_f64()
     }
 
     /// Moves the clock forward by `seconds` and returns the new time.
+    ///
+    /// >>> ManualClock().advance(2.5)
+    /// 2.5
     fn advance(&self, seconds: f64) -> PyResult<f64> {
         check_non_negative("seconds", seconds)?;
         let latest = clock::ManualClock::LATEST;
@@ -58,6 +65,9 @@ impl ManualClock {
 
     /// Waits `seconds` of virtual time, i.e. advances the clock (so that code
     /// under test can call `clock.sleep` where it would call `time.sleep`).
+    ///
+    /// >>> clock = ManualClock(); clock.sleep(1.5); clock.now()
+    /// 1.5
     fn sleep(&self, seconds: f64) -> PyResult<()> {
         self.advance(seconds).map(|_| ())
     }

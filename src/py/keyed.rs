@@ -93,6 +93,9 @@ impl KeyedLimiter {
     }
 
     /// Takes `n` units from `key`'s bucket now if they are available.
+    ///
+    /// >>> KeyedLimiter(rate=1.0, capacity=5).try_acquire("u1", 2)
+    /// True
     #[pyo3(signature = (key, n=1.0))]
     fn try_acquire(&self, key: &Bound<'_, PyAny>, n: f64) -> PyResult<bool> {
         Ok(self.inner.try_acquire(borrow_str(key, "key")?, n)?)
@@ -100,6 +103,9 @@ impl KeyedLimiter {
 
     /// Waits (GIL released) until `n` units of `key` are granted; `False` at
     /// once, taking nothing, when the wait would exceed `timeout`.
+    ///
+    /// >>> KeyedLimiter(rate=1.0, capacity=5).acquire("u1", 2, timeout=1.0)
+    /// True
     #[pyo3(signature = (key, n=1.0, timeout=None))]
     fn acquire(
         &self,
@@ -125,6 +131,11 @@ impl KeyedLimiter {
     }
 
     /// Seconds until `n` units of `key` would be granted; 0.0 when now.
+    ///
+    /// >>> limiter = KeyedLimiter(rate=1.0, capacity=5, clock=ManualClock())
+    /// >>> limiter.try_acquire("u1", 5); limiter.wait_time("u1", 2)
+    /// True
+    /// 2.0
     #[pyo3(signature = (key, n=1.0))]
     fn wait_time(&self, key: &Bound<'_, PyAny>, n: f64) -> PyResult<f64> {
         Ok(self
@@ -156,11 +167,19 @@ impl KeyedLimiter {
     }
 
     /// Units available to `key` now (its capacity for a key never seen).
+    ///
+    /// >>> KeyedLimiter(1.0, 5, overrides={"gpt-4o": (10.0, 50)}).available("gpt-4o")
+    /// 50.0
     fn available(&self, key: &Bound<'_, PyAny>) -> PyResult<f64> {
         Ok(self.inner.available(borrow_str(key, "key")?))
     }
 
     /// Puts `key`'s bucket back to full, or every bucket when `key` is None.
+    ///
+    /// >>> limiter = KeyedLimiter(rate=1.0, capacity=5, clock=ManualClock())
+    /// >>> limiter.try_acquire("u1", 5); limiter.reset("u1"); limiter.available("u1")
+    /// True
+    /// 5.0
     #[pyo3(signature = (key=None))]
     fn reset(&self, key: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         match key.filter(|k| !k.is_none()) {
@@ -171,18 +190,27 @@ impl KeyedLimiter {
     }
 
     /// The default rate (keys without an override).
+    ///
+    /// >>> KeyedLimiter(rate=1.0, capacity=5).rate
+    /// 1.0
     #[getter]
     fn rate(&self) -> f64 {
         self.inner.rule().rate()
     }
 
     /// The default capacity (keys without an override).
+    ///
+    /// >>> KeyedLimiter(rate=1.0, capacity=5).capacity
+    /// 5.0
     #[getter]
     fn capacity(&self) -> f64 {
         self.inner.rule().capacity()
     }
 
     /// Seconds a full bucket stays before it is dropped.
+    ///
+    /// >>> KeyedLimiter(1.0, 5, idle_timeout=60.0).idle_timeout
+    /// 60.0
     #[getter]
     fn idle_timeout(&self) -> f64 {
         self.inner.idle_timeout().as_secs_f64()

@@ -296,6 +296,9 @@ impl Limiter {
     /// Waits (GIL released) for a concurrency slot, then for every budget;
     /// raises `RateLimitTimeout`, holding nothing, if that would exceed
     /// `timeout`.
+    ///
+    /// >>> Limiter(tpm=1000).acquire(tokens=200, timeout=1.0).tokens
+    /// 200.0
     #[pyo3(signature = (tokens=0.0, timeout=None, *, input_tokens=None, output_tokens=None))]
     fn acquire(
         &self,
@@ -408,6 +411,10 @@ impl Limiter {
 
     /// No permit is granted for `seconds` from now; extends, never
     /// shortens, a pause already in force.
+    ///
+    /// >>> limiter = Limiter(rpm=60, clock=ManualClock())
+    /// >>> limiter.pause(30.0); limiter.stats()["paused_for"]
+    /// 30.0
     fn pause(&self, seconds: f64) -> PyResult<()> {
         let seconds = check_non_negative("seconds", seconds)?;
         self.shared.budgets.pause(Nanos::from_secs_f64(seconds));
@@ -451,6 +458,9 @@ impl Limiter {
     }
 
     /// Units of `budget` available now; `None` when it is not configured.
+    ///
+    /// >>> Limiter(tpm=1000).available("tpm"), Limiter(tpm=1000).available("rpm")
+    /// (1000.0, None)
     fn available(&self, budget: &str) -> PyResult<Option<f64>> {
         let budget = Budget::from_name(budget)
             .ok_or_else(|| PyValueError::new_err(format!("unknown budget {budget:?}")))?;
@@ -460,6 +470,9 @@ impl Limiter {
     /// Counters: granted, rejected (timed out), cancelled, waited_seconds,
     /// rate_limited (429s seen), retries, in_flight (permits not released),
     /// waiting (for a slot), paused_for (seconds), available (per budget).
+    ///
+    /// >>> Limiter(rpm=60).stats()["available"]
+    /// {'rpm': 60.0}
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let shared = &self.shared;
         let stats = &shared.budgets.stats;
@@ -502,6 +515,10 @@ impl Limiter {
     }
 
     /// Every budget full again, no pause (counters and slots are kept).
+    ///
+    /// >>> limiter = Limiter(tpm=1000, clock=ManualClock())
+    /// >>> permit = limiter.acquire(tokens=400); limiter.reset(); limiter.available("tpm")
+    /// 1000.0
     fn reset(&self) {
         self.shared.budgets.reset()
     }

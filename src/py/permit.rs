@@ -73,12 +73,18 @@ impl Drop for Permit {
 #[pymethods]
 impl Permit {
     /// Gives the concurrency slot back; calling it again does nothing.
+    ///
+    /// >>> permit = Limiter(concurrency=1).acquire(); permit.release(); permit.release(); permit.released
+    /// True
     fn release(&self, py: Python<'_>) {
         self.release_once(py);
     }
 
     /// Charges or refunds the token budgets by the difference between the
     /// estimate and the actual usage. Amounts not given stay as estimated.
+    ///
+    /// >>> permit = Limiter(tpm=1000).acquire(tokens=500); permit.reconcile(300); permit.tokens
+    /// 300.0
     #[pyo3(signature = (actual_tokens=None, *, input_tokens=None, output_tokens=None))]
     fn reconcile(
         &self,
@@ -96,6 +102,9 @@ impl Permit {
     }
 
     /// Tokens charged to tpm (the estimate, or the reconciled usage).
+    ///
+    /// >>> Limiter(tpm=1000).acquire(tokens=200).tokens
+    /// 200.0
     #[getter]
     fn tokens(&self) -> f64 {
         self.grant.lock().amounts.total
@@ -120,6 +129,9 @@ impl Permit {
     }
 
     /// Seconds this request waited for its slot and budgets.
+    ///
+    /// >>> Limiter(rpm=60).acquire().waited
+    /// 0.0
     #[getter]
     fn waited(&self) -> f64 {
         self.waited

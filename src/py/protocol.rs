@@ -123,6 +123,10 @@ macro_rules! limit_pymethods {
         #[pymethods]
         impl $name {
             /// Takes `n` units now if they are available; never waits.
+            ///
+            /// >>> limiter = TokenBucket(rate=1.0, capacity=5)  # SlidingWindow(5, 1.0), FixedWindow(5, 1.0) alike
+            /// >>> limiter.try_acquire(2)
+            /// True
             #[pyo3(signature = (n=1.0))]
             fn try_acquire(&self, n: f64) -> PyResult<bool> {
                 Ok($crate::core::Limit::try_acquire(&self.inner, n)?)
@@ -130,12 +134,20 @@ macro_rules! limit_pymethods {
 
             /// Waits (GIL released) until `n` units are granted; `False` at
             /// once, taking nothing, when the wait would exceed `timeout`.
+            ///
+            /// >>> limiter = TokenBucket(rate=1.0, capacity=5)  # SlidingWindow(5, 1.0), FixedWindow(5, 1.0) alike
+            /// >>> limiter.acquire(2, timeout=1.0)
+            /// True
             #[pyo3(signature = (n=1.0, timeout=None))]
             fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
                 $crate::py::protocol::acquire_blocking(py, &self.inner, n, timeout)
             }
 
             /// Seconds until `n` units would be granted; 0.0 when now.
+            ///
+            /// >>> limiter = TokenBucket(rate=1.0, capacity=5)  # SlidingWindow(5, 1.0), FixedWindow(5, 1.0) alike
+            /// >>> limiter.wait_time(2)
+            /// 0.0
             #[pyo3(signature = (n=1.0))]
             fn wait_time(&self, n: f64) -> PyResult<f64> {
                 Ok($crate::core::Limit::wait_time(&self.inner, n)?.as_secs_f64())

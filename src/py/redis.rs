@@ -100,12 +100,18 @@ impl RedisBackend {
     }
 
     /// True while the backend is in an outage (Redis unreachable).
+    ///
+    /// >>> backend.is_down  # doctest: +SKIP
+    /// False
     #[getter]
     fn is_down(&self) -> bool {
         self.store.is_down()
     }
 
     /// The SHA1 of the limiter script (called with EVALSHA).
+    ///
+    /// >>> len(backend.script_sha)  # doctest: +SKIP
+    /// 40
     #[getter]
     fn script_sha(&self) -> &str {
         self.store.script_sha()
@@ -182,6 +188,9 @@ impl RedisTokenBucket {
     }
 
     /// Takes `n` units now if the shared bucket has them; never waits.
+    ///
+    /// >>> RedisTokenBucket(backend, "k", rate=10.0, capacity=20.0).try_acquire(5)  # doctest: +SKIP
+    /// True
     #[pyo3(signature = (n=1.0))]
     fn try_acquire(&self, py: Python<'_>, n: f64) -> PyResult<bool> {
         ops::try_acquire(py, &self.shared, &[n])
@@ -189,12 +198,18 @@ impl RedisTokenBucket {
 
     /// Waits (GIL released) until `n` units are granted; `False` at once,
     /// taking nothing, when the wait would exceed `timeout`.
+    ///
+    /// >>> RedisTokenBucket(backend, "k", rate=10.0, capacity=20.0).acquire(5, timeout=1.0)  # doctest: +SKIP
+    /// True
     #[pyo3(signature = (n=1.0, timeout=None))]
     fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
         ops::acquire(py, &self.shared, &[n], timeout)
     }
 
     /// Seconds until `n` units would be granted; 0.0 when now.
+    ///
+    /// >>> RedisTokenBucket(backend, "k", rate=10.0, capacity=20.0).wait_time(5)  # doctest: +SKIP
+    /// 0.0
     #[pyo3(signature = (n=1.0))]
     fn wait_time(&self, py: Python<'_>, n: f64) -> PyResult<f64> {
         ops::wait_time(py, &self.shared, &[n])
@@ -288,6 +303,10 @@ impl RedisTokenBucket {
     }
 
     /// Gives `n` units back to the shared bucket, never above capacity.
+    ///
+    /// >>> bucket.try_acquire(20); bucket.refund(20); bucket.try_acquire(20)  # doctest: +SKIP
+    /// True
+    /// True
     fn refund(&self, py: Python<'_>, n: f64) -> PyResult<()> {
         check_positive("n", n)?;
         ops::refund(py, &self.shared, &[n.min(self.capacity())]);
@@ -295,6 +314,10 @@ impl RedisTokenBucket {
     }
 
     /// Back to full, for every process sharing the key.
+    ///
+    /// >>> bucket.try_acquire(20); bucket.reset(); bucket.try_acquire(20)  # doctest: +SKIP
+    /// True
+    /// True
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
         ops::reset(py, &self.shared)
     }
@@ -406,24 +429,44 @@ impl RedisBudgets {
         })
     }
 
+    /// Takes every amount now, all or nothing, if each budget has it; never waits.
+    ///
+    /// >>> budgets.try_acquire([1, 500])  # doctest: +SKIP
+    /// True
     fn try_acquire(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<bool> {
         ops::try_acquire(py, &self.shared, &self.amounts(amounts)?)
     }
 
+    /// Waits (GIL released) until every amount is granted; `False` at once,
+    /// taking nothing, when the wait would exceed `timeout`.
+    ///
+    /// >>> budgets.acquire([1, 500], timeout=1.0)  # doctest: +SKIP
+    /// True
     #[pyo3(signature = (amounts, timeout=None))]
     fn acquire(&self, py: Python<'_>, amounts: Vec<f64>, timeout: Option<f64>) -> PyResult<bool> {
         ops::acquire(py, &self.shared, &self.amounts(amounts)?, timeout)
     }
 
+    /// Seconds until every amount would be granted; 0.0 when now.
+    ///
+    /// >>> budgets.wait_time([1, 500])  # doctest: +SKIP
+    /// 0.0
     fn wait_time(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<f64> {
         ops::wait_time(py, &self.shared, &self.amounts(amounts)?)
     }
 
+    /// Gives the amounts back to their budgets, never above capacity.
+    ///
+    /// >>> budgets.refund([1, 500])  # doctest: +SKIP
     fn refund(&self, py: Python<'_>, amounts: Vec<f64>) -> PyResult<()> {
         ops::refund(py, &self.shared, &self.amounts(amounts)?);
         Ok(())
     }
 
+    /// Every budget full again and no pause, for every process sharing the key.
+    ///
+    /// >>> budgets.pause(30.0); budgets.reset(); budgets.try_acquire([1, 0])  # doctest: +SKIP
+    /// True
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
         ops::reset(py, &self.shared)
     }
@@ -490,6 +533,9 @@ impl RedisBudgets {
 
     /// Nothing is granted, to any process on this key, for `seconds` from
     /// now (server time); extends, never shortens, a pause in force.
+    ///
+    /// >>> budgets.pause(30.0); budgets.try_acquire([1, 0])  # doctest: +SKIP
+    /// False
     fn pause(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
         let seconds = check_non_negative("seconds", seconds)?;
         let shared = &self.shared;
@@ -562,6 +608,9 @@ impl RedisBudgets {
     }
 
     /// The budgets' names, in the order amounts are given.
+    ///
+    /// >>> budgets.names  # doctest: +SKIP
+    /// ['rpm', 'tpm']
     #[getter]
     fn names(&self) -> Vec<String> {
         let prefix_len = self.shared.budgets()[0]

@@ -66,6 +66,9 @@ impl RedisSlidingWindow {
     }
 
     /// Logs `n` units now if the shared window has room; never waits.
+    ///
+    /// >>> window.try_acquire(5)  # doctest: +SKIP
+    /// True
     #[pyo3(signature = (n=1.0))]
     fn try_acquire(&self, py: Python<'_>, n: f64) -> PyResult<bool> {
         match self.decide(py, true, n)? {
@@ -77,6 +80,9 @@ impl RedisSlidingWindow {
     /// Waits (GIL released) until `n` units fit, sleeping the wait the log
     /// gives (no polling); `False` at once, taking nothing, when that wait
     /// exceeds what is left of `timeout`.
+    ///
+    /// >>> window.acquire(5, timeout=1.0)  # doctest: +SKIP
+    /// True
     #[pyo3(signature = (n=1.0, timeout=None))]
     fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = check_timeout(timeout)?;
@@ -103,6 +109,9 @@ impl RedisSlidingWindow {
     }
 
     /// Seconds until `n` units would fit; 0.0 when now.
+    ///
+    /// >>> window.wait_time(5)  # doctest: +SKIP
+    /// 0.0
     #[pyo3(signature = (n=1.0))]
     fn wait_time(&self, py: Python<'_>, n: f64) -> PyResult<f64> {
         Ok(match self.decide(py, false, n)? {
@@ -155,6 +164,9 @@ impl RedisSlidingWindow {
     }
 
     /// Forgets the shared log: the full limit is free again, everywhere.
+    ///
+    /// >>> window.reset(); window.try_acquire(100)  # doctest: +SKIP
+    /// True
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
         let shared = &self.shared;
         py.detach(|| shared.store().block_on(shared.reset()))
@@ -166,16 +178,28 @@ impl RedisSlidingWindow {
             })
     }
 
+    /// The key that processes share this window under.
+    ///
+    /// >>> RedisSlidingWindow(backend, "openai", limit=100, window=60.0).key  # doctest: +SKIP
+    /// 'openai'
     #[getter]
     fn key(&self) -> &str {
         &self.key
     }
 
+    /// The most units granted in any window.
+    ///
+    /// >>> RedisSlidingWindow(backend, "k", limit=100, window=60.0).limit  # doctest: +SKIP
+    /// 100.0
     #[getter]
     fn limit(&self) -> f64 {
         self.shared.limit()
     }
 
+    /// The window's length in seconds.
+    ///
+    /// >>> RedisSlidingWindow(backend, "k", limit=100, window=60.0).window  # doctest: +SKIP
+    /// 60.0
     #[getter]
     fn window(&self) -> f64 {
         self.shared.window().as_secs_f64()

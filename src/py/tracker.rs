@@ -36,6 +36,9 @@ impl RateTracker {
     }
 
     /// Records one request of `tokens` tokens for `key`.
+    ///
+    /// >>> tracker = RateTracker(); tracker.record("u1", tokens=500); tracker.requests("u1")
+    /// 1
     #[pyo3(signature = (key="default", tokens=0))]
     fn record(&self, key: &str, tokens: i64) -> PyResult<()> {
         let tokens = u64::try_from(tokens).map_err(|_| {
@@ -46,12 +49,18 @@ impl RateTracker {
     }
 
     /// Requests recorded for `key` over the window.
+    ///
+    /// >>> tracker = RateTracker(); tracker.record("u1"); tracker.record("u1"); tracker.requests("u1")
+    /// 2
     #[pyo3(signature = (key="default"))]
     fn requests(&self, key: &str) -> u64 {
         self.inner.counts(key).0
     }
 
     /// Tokens recorded for `key` over the window.
+    ///
+    /// >>> tracker = RateTracker(); tracker.record("u1", tokens=500); tracker.tokens("u1")
+    /// 500
     #[pyo3(signature = (key="default"))]
     fn tokens(&self, key: &str) -> u64 {
         self.inner.counts(key).1
@@ -59,6 +68,9 @@ impl RateTracker {
 
     /// Whether `key` has made at least `threshold` of `limit` requests in the
     /// window.
+    ///
+    /// >>> tracker = RateTracker(); tracker.record("u1"); tracker.should_throttle("u1", limit=1)
+    /// True
     #[pyo3(signature = (key, limit, threshold=0.9))]
     fn should_throttle(&self, key: &str, limit: f64, threshold: f64) -> PyResult<bool> {
         check_positive("limit", limit)?;
@@ -71,17 +83,26 @@ impl RateTracker {
     }
 
     /// The keys with requests in the window, sorted.
+    ///
+    /// >>> tracker = RateTracker(); tracker.record("b"); tracker.record("a"); tracker.keys()
+    /// ['a', 'b']
     fn keys(&self) -> Vec<String> {
         self.inner.keys()
     }
 
     /// The window in seconds.
+    ///
+    /// >>> RateTracker(window=60.0).window
+    /// 60.0
     #[getter]
     fn window(&self) -> f64 {
         self.inner.window().as_secs_f64()
     }
 
     /// The number of time slots per window (counts are exact to one slot).
+    ///
+    /// >>> RateTracker(window=60.0, slots=60).slots
+    /// 60
     #[getter]
     fn slots(&self) -> usize {
         self.inner.slots()

@@ -31,17 +31,28 @@ macro_rules! window_class {
             }
 
             /// Forgets every grant and reservation.
+            ///
+            /// >>> window = SlidingWindow(limit=1, window=60.0)  # FixedWindow alike
+            /// >>> window.try_acquire(); window.reset(); window.try_acquire()
+            /// True
+            /// True
             fn reset(&self) {
                 self.inner.reset()
             }
 
             /// The most units granted per window.
+            ///
+            /// >>> SlidingWindow(limit=100, window=60.0).limit, FixedWindow(limit=100, window=60.0).limit
+            /// (100.0, 100.0)
             #[getter]
             fn limit(&self) -> f64 {
                 self.inner.limit()
             }
 
             /// The window's length in seconds.
+            ///
+            /// >>> SlidingWindow(limit=100, window=60.0).window, FixedWindow(limit=100, window=60.0).window
+            /// (60.0, 60.0)
             #[getter]
             fn window(&self) -> f64 {
                 self.inner.window().as_secs_f64()
