@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from ._guarding import abandon_breaker, after_failure, enter_breaker, settle_breaker
+from ._guarding import abandon_breaker, enter_breaker
 from .cache import ResponseCache
 from .errors import CircuitOpenError, RetryError
 from .wrap import _wants_raw, _Wrapping
@@ -62,16 +62,9 @@ def make_sync_create(inner: Any, method: str, state: _Wrapping) -> Callable[...,
                     abandon_breaker(breaker, ticket)
                 raise
             else:
-                if breaker is not None:
-                    settle_breaker(breaker, ticket, None)
-                state.adopt(headers)
-                state.finish_success(permit, None if raw_wanted else result, streaming)
+                state.succeeded(permit, breaker, ticket, headers, result, raw_wanted, streaming)
                 return result
-            state.release_failed(permit, failure)
-            state.adopt_error(failure)
-            if breaker is not None:
-                settle_breaker(breaker, ticket, failure)
-            decision = after_failure(state.limiter, policy, failure, attempts)
+            decision = state.failed(permit, breaker, ticket, failure, attempts)
             if not decision.retry:
                 raise decision.error_for(failure)
             if not decision.rate_limited:
@@ -81,14 +74,9 @@ def make_sync_create(inner: Any, method: str, state: _Wrapping) -> Callable[...,
         candidates = state.candidates(kwargs)
         if len(candidates) == 1:
             return call_model(args, kwargs, candidates[0])
-        last: BaseException | None = None
-        available = [model for model in candidates if not state.sitting_out(model)]
-        if not available:
-            model, wait, last = state.earliest_back(candidates)
-            if policy.max_retry_after is not None and wait > policy.max_retry_after:
-                raise last
+        available, wait, last = state.models_to_try(candidates)
+        if wait is not None:
             policy.sleep(wait)
-            available = [model]
         for model in available:
             try:
                 return call_model(args, _model_kwargs(kwargs, model), model)
@@ -151,16 +139,9 @@ def make_async_create(inner: Any, method: str, state: _Wrapping) -> Callable[...
                     abandon_breaker(breaker, ticket)
                 raise
             else:
-                if breaker is not None:
-                    settle_breaker(breaker, ticket, None)
-                state.adopt(headers)
-                state.finish_success(permit, None if raw_wanted else result, streaming)
+                state.succeeded(permit, breaker, ticket, headers, result, raw_wanted, streaming)
                 return result
-            state.release_failed(permit, failure)
-            state.adopt_error(failure)
-            if breaker is not None:
-                settle_breaker(breaker, ticket, failure)
-            decision = after_failure(state.limiter, policy, failure, attempts)
+            decision = state.failed(permit, breaker, ticket, failure, attempts)
             if not decision.retry:
                 raise decision.error_for(failure)
             if not decision.rate_limited:
@@ -170,14 +151,9 @@ def make_async_create(inner: Any, method: str, state: _Wrapping) -> Callable[...
         candidates = state.candidates(kwargs)
         if len(candidates) == 1:
             return await call_model(args, kwargs, candidates[0])
-        last: BaseException | None = None
-        available = [model for model in candidates if not state.sitting_out(model)]
-        if not available:
-            model, wait, last = state.earliest_back(candidates)
-            if policy.max_retry_after is not None and wait > policy.max_retry_after:
-                raise last
+        available, wait, last = state.models_to_try(candidates)
+        if wait is not None:
             await policy.sleep_async(wait)
-            available = [model]
         for model in available:
             try:
                 return await call_model(args, _model_kwargs(kwargs, model), model)

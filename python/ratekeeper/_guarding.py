@@ -80,14 +80,9 @@ def clone_breaker(template: Any) -> Any:
     copy = getattr(template, "copy", None)
     if callable(copy):
         return copy()
-    return type(template)(
-        template.failure_threshold,
-        template.reset_timeout,
-        half_open_max_calls=template.half_open_max_calls,
-        success_threshold=template.success_threshold,
-        failure_on=template.failure_on,
-        clock=template.clock,
-    )
+    from .breaker import same_settings
+
+    return same_settings(template)
 
 
 def enter_breaker(breaker: Any) -> Any:

@@ -42,10 +42,6 @@ class Tokens:
     input: int = 0
     output: int = 0
 
-    @property
-    def total(self) -> int:
-        return self.input + self.output
-
 
 def _characters(value: Any, depth: int = 0) -> int:
     if isinstance(value, str):

@@ -87,6 +87,7 @@ _BUILTIN_NETWORK = (
     concurrent.futures.TimeoutError,
 )
 _verdict_by_type: dict[type, bool] = {}
+_VERDICT_CACHE_SIZE = 512
 
 
 def status_of(exc: BaseException) -> Optional[int]:
@@ -177,5 +178,7 @@ def is_retryable(exc: BaseException) -> bool:
     cls = type(exc)
     verdict = _verdict_by_type.get(cls)
     if verdict is None:
+        if len(_verdict_by_type) >= _VERDICT_CACHE_SIZE:
+            _verdict_by_type.clear()  # classes made at run time must not grow it for ever
         verdict = _verdict_by_type[cls] = _type_verdict(cls)
     return verdict

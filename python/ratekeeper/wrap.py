@@ -29,13 +29,13 @@ import time
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from . import _tokens
-from ._guarding import clone_breaker, make_limiter, make_policy
+from ._guarding import after_failure, clone_breaker, make_limiter, make_policy, settle_breaker
 from ._streams import watch_stream
 from .cache import ResponseCache
 from .classify import is_rate_limited, status_of
 from .errors import CircuitOpenError, RetryError
 from .headers import retry_after
-from .retrying import Retry
+from .retrying import Retry, RetryDecision
 
 __all__ = ["wrap"]
 
@@ -113,10 +113,11 @@ class _Wrapping:
 
     def sit_out(self, model: Any, failure: RetryError, attempts: int) -> None:
         # A RetryError exists only for a failure the policy retries, so this is
-        # the ``server_wait`` its last decision saw.
+        # the ``server_wait`` its last decision saw; without one, the backoff
+        # that decision used (``decide`` after attempt n waits ``delay(n - 1)``).
         wait = retry_after(failure.last_exception)
         if wait is None:
-            wait = float(self.policy.backoff.delay(attempts))
+            wait = float(self.policy.backoff.delay(attempts - 1))
         with self._lock:
             self._sitting_out[model] = (self.now() + wait, failure)
 
@@ -174,6 +175,32 @@ class _Wrapping:
         finally:
             permit.release()
 
+    def succeeded(
+        self,
+        permit: Any,
+        breaker: Any,
+        ticket: Any,
+        headers: Any,
+        result: Any,
+        raw_wanted: bool,
+        streaming: bool,
+    ) -> None:
+        """After an attempt that returned: the breaker, the server's limits, the charge."""
+        if breaker is not None:
+            settle_breaker(breaker, ticket, None)
+        self.adopt(headers)
+        self.finish_success(permit, None if raw_wanted else result, streaming)
+
+    def failed(
+        self, permit: Any, breaker: Any, ticket: Any, failure: Exception, attempts: int
+    ) -> RetryDecision:
+        """After an attempt that raised: refund, adopt, tell the breaker, decide on a retry."""
+        self.release_failed(permit, failure)
+        self.adopt_error(failure)
+        if breaker is not None:
+            settle_breaker(breaker, ticket, failure)
+        return after_failure(self.limiter, self.policy, failure, attempts)
+
     def release_failed(self, permit: Any, exc: BaseException) -> None:
         """Releases a failed attempt's permit; a 4xx (429 included) generated nothing: refund it.
 
@@ -203,12 +230,25 @@ class _Wrapping:
             return failure
         return None
 
-    def earliest_back(self, models: list[Any]) -> tuple[Any, float, BaseException]:
-        """Of models all sitting out: the one back first, its wait, and why it sits out."""
+    def models_to_try(
+        self, candidates: list[Any]
+    ) -> tuple[list[Any], Optional[float], Optional[BaseException]]:
+        """The models not sitting out; if all are: the one back first, after waiting its wait.
+
+        Returns ``(models, wait or None, why the waited-for model sits out)``;
+        a wait longer than the policy's ``max_retry_after`` raises that reason now.
+        """
+        available = [model for model in candidates if not self.sitting_out(model)]
+        if available:
+            return available, None, None
         with self._lock:
-            entries = [(self._sitting_out[model], model) for model in models]
+            entries = [(self._sitting_out[model], model) for model in candidates]
         (until, failure), model = min(entries, key=lambda entry: entry[0][0])
-        return model, max(0.0, until - self.now()), failure
+        wait = max(0.0, until - self.now())
+        limit = self.policy.max_retry_after
+        if limit is not None and wait > limit:
+            raise failure
+        return [model], wait, failure
 
 
 def wrap(
