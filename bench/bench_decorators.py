@@ -8,11 +8,11 @@ ratios. Run: ``python bench/bench_decorators.py``.
 
 from __future__ import annotations
 
-import asyncio
-import time
+from typing import Any, Callable
 
 import backoff
 import tenacity
+from _timing import async_ns_per_call, ns_per_call
 
 import ratekeeper as rk
 
@@ -27,27 +27,25 @@ async def anoop() -> None:
     return None
 
 
-def per_call_ns(fn, n: int = N) -> float:
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter_ns()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter_ns() - started) / n)
-    return best
+def per_call_ns(fn: Callable[[], Any], n: int = N) -> float:
+    return ns_per_call("fn()", {"fn": fn}, n, repeat=3)
 
 
-def per_call_ns_async(fn, n: int = N) -> float:
-    async def run() -> float:
-        best = float("inf")
-        for _ in range(3):
-            started = time.perf_counter_ns()
-            for _ in range(n):
-                await fn()
-            best = min(best, (time.perf_counter_ns() - started) / n)
-        return best
+def per_call_ns_async(fn: Callable[[], Any], n: int = N) -> float:
+    return async_ns_per_call("fn()", {"fn": fn}, n, repeat=3)
 
-    return asyncio.run(run())
+
+def report(
+    title: str, measure: Callable[[Callable[[], Any]], float], cases: dict[str, Callable[[], Any]]
+) -> None:
+    """Prints each decorator's cost over the bare call, and the peers' ratios to ours."""
+    print(title)
+    costs = {name: measure(fn) for name, fn in cases.items()}
+    for name, ns in costs.items():
+        print(f"  {name:34s} {ns / 1000:8.3f} us")
+    ours = costs["rk.rate_limited (rpm+tpm)"]
+    print(f"  tenacity / ratekeeper  = {costs['tenacity.retry'] / ours:6.1f}x")
+    print(f"  backoff  / ratekeeper  = {costs['backoff.on_exception'] / ours:6.1f}x")
 
 
 def big_limiter() -> rk.Limiter:
@@ -62,13 +60,11 @@ def main() -> None:
         "tenacity.retry": tenacity.retry(stop=tenacity.stop_after_attempt(5))(noop),
         "backoff.on_exception": backoff.on_exception(backoff.expo, Exception, max_tries=5)(noop),
     }
-    print(f"sync, overhead per call over a bare no-op ({bare:.0f} ns), {N} calls, best of 3")
-    sync_ns = {name: per_call_ns(fn) - bare for name, fn in sync.items()}
-    for name, ns in sync_ns.items():
-        print(f"  {name:34s} {ns / 1000:8.3f} us")
-    ours = sync_ns["rk.rate_limited (rpm+tpm)"]
-    print(f"  tenacity / ratekeeper  = {sync_ns['tenacity.retry'] / ours:6.1f}x")
-    print(f"  backoff  / ratekeeper  = {sync_ns['backoff.on_exception'] / ours:6.1f}x")
+    report(
+        f"sync, overhead per call over a bare no-op ({bare:.0f} ns), {N} calls, best of 3",
+        lambda fn: per_call_ns(fn) - bare,
+        sync,
+    )
 
     abare = per_call_ns_async(anoop)
     asyncs = {
@@ -76,13 +72,11 @@ def main() -> None:
         "tenacity.retry": tenacity.retry(stop=tenacity.stop_after_attempt(5))(anoop),
         "backoff.on_exception": backoff.on_exception(backoff.expo, Exception, max_tries=5)(anoop),
     }
-    print(f"async, overhead per await over a bare no-op coroutine ({abare:.0f} ns)")
-    async_ns = {name: per_call_ns_async(fn) - abare for name, fn in asyncs.items()}
-    for name, ns in async_ns.items():
-        print(f"  {name:34s} {ns / 1000:8.3f} us")
-    ours = async_ns["rk.rate_limited (rpm+tpm)"]
-    print(f"  tenacity / ratekeeper  = {async_ns['tenacity.retry'] / ours:6.1f}x")
-    print(f"  backoff  / ratekeeper  = {async_ns['backoff.on_exception'] / ours:6.1f}x")
+    report(
+        f"async, overhead per await over a bare no-op coroutine ({abare:.0f} ns)",
+        lambda fn: per_call_ns_async(fn) - abare,
+        asyncs,
+    )
 
 
 if __name__ == "__main__":

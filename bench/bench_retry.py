@@ -5,38 +5,22 @@ Run: python bench/bench_retry.py
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, Callable
 
 import backoff as backoff_lib
 import httpx
 import tenacity
+from _timing import async_ns_per_call, ns_per_call
 
 import ratekeeper as rk
 
 
 def per_call_ns(fn: Callable[[], Any], n: int = 200_000) -> float:
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter_ns() - start) / n)
-    return best
+    return ns_per_call("fn()", {"fn": fn}, n)
 
 
-def per_await_ns(make: Callable[[], Any], n: int = 50_000) -> float:
-    async def run() -> float:
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter_ns()
-            for _ in range(n):
-                await make()
-            best = min(best, (time.perf_counter_ns() - start) / n)
-        return best
-
-    return asyncio.run(run())
+def per_await_ns(fn: Callable[[], Any], n: int = 50_000) -> float:
+    return async_ns_per_call("fn()", {"fn": fn}, n)
 
 
 def noop() -> None:
@@ -47,40 +31,40 @@ async def anoop() -> None:
     return None
 
 
-def main() -> None:
-    base = per_call_ns(noop)
+def overheads(
+    title: str,
+    measure: Callable[..., float],
+    fn: Callable[[], Any],
+    peer_calls: tuple[int, int],
+) -> None:
+    """Prints each decorator's cost over the bare ``fn``, as a ratio to ours."""
+    base = measure(fn)
+    tenacity_calls, backoff_calls = peer_calls
     rows = {
-        "ratekeeper @retry": per_call_ns(rk.retry(noop)) - base,
-        "tenacity @retry": per_call_ns(
-            tenacity.retry(stop=tenacity.stop_after_attempt(6))(noop), 20_000
+        "ratekeeper @retry": measure(rk.retry(fn)) - base,
+        "tenacity @retry": measure(
+            tenacity.retry(stop=tenacity.stop_after_attempt(6))(fn), tenacity_calls
         )
         - base,
-        "backoff @on_exception": per_call_ns(
-            backoff_lib.on_exception(backoff_lib.expo, Exception, max_tries=6)(noop), 50_000
+        "backoff @on_exception": measure(
+            backoff_lib.on_exception(backoff_lib.expo, Exception, max_tries=6)(fn), backoff_calls
         )
         - base,
     }
-    print("sync success-path overhead per call (ns), lower is better")
+    print(title)
     ours = rows["ratekeeper @retry"]
     for name, ns in rows.items():
         print(f"  {name:28s} {ns:9.0f} ns   {ns / ours:6.1f}x ratekeeper")
 
-    abase = per_await_ns(anoop)
-    arows = {
-        "ratekeeper @retry": per_await_ns(rk.retry(anoop)) - abase,
-        "tenacity @retry": per_await_ns(
-            tenacity.retry(stop=tenacity.stop_after_attempt(6))(anoop), 10_000
-        )
-        - abase,
-        "backoff @on_exception": per_await_ns(
-            backoff_lib.on_exception(backoff_lib.expo, Exception, max_tries=6)(anoop), 20_000
-        )
-        - abase,
-    }
-    print("async success-path overhead per await (ns)")
-    ours = arows["ratekeeper @retry"]
-    for name, ns in arows.items():
-        print(f"  {name:28s} {ns:9.0f} ns   {ns / ours:6.1f}x ratekeeper")
+
+def main() -> None:
+    overheads(
+        "sync success-path overhead per call (ns), lower is better",
+        per_call_ns,
+        noop,
+        (20_000, 50_000),
+    )
+    overheads("async success-path overhead per await (ns)", per_await_ns, anoop, (10_000, 20_000))
 
     openai_headers = httpx.Headers(
         {

@@ -14,7 +14,14 @@ import asyncio
 from dataclasses import dataclass
 from typing import Callable
 
-from grant_bounds import NS, assert_bucket_bound, assert_fixed_bound, assert_sliding_bound
+import pytest
+from grant_bounds import (
+    NS,
+    Grants,
+    assert_bucket_bound,
+    assert_fixed_bound,
+    assert_sliding_bound,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,76 +93,72 @@ def play(
     return grants + pending
 
 
-@settings(max_examples=300, deadline=None)
-@given(rate=rates, capacity=sizes, steps=steps)
-def test_token_bucket_cancellations_never_grant_more_than_capacity_plus_refill(
-    rate: float, capacity: float, steps: list[Step]
-) -> None:
-    clock = rk.ManualClock()
+# Each limiter as (size, period) -> (take, reserve, cancel), with the bound it
+# keeps and the strategy of its period: a refill rate for the buckets, a
+# window in seconds for the windows.
+Make = Callable[[float, float, rk.ManualClock], tuple[Try, Reserve, Cancel]]
+Check = Callable[[Grants, float, float], None]
+
+
+def make_bucket(capacity: float, rate: float, clock: rk.ManualClock) -> tuple[Try, Reserve, Cancel]:
     bucket = rk.TokenBucket(rate, capacity, clock=clock)
-    grants = play(
-        clock,
-        steps,
-        capacity,
-        bucket.try_acquire,
-        lambda n: bucket._reserve(n, None),
-        bucket._cancel,
-    )
-    assert_bucket_bound(grants, rate, capacity)
+    return bucket.try_acquire, lambda n: bucket._reserve(n, None), bucket._cancel
 
 
-@settings(max_examples=300, deadline=None)
-@given(rate=rates, capacity=sizes, steps=steps)
-def test_keyed_limiter_cancellations_never_grant_more_than_capacity_plus_refill(
-    rate: float, capacity: float, steps: list[Step]
-) -> None:
-    clock = rk.ManualClock()
+def make_keyed(capacity: float, rate: float, clock: rk.ManualClock) -> tuple[Try, Reserve, Cancel]:
     keyed = rk.KeyedLimiter(rate, capacity, clock=clock)
-    grants = play(
-        clock,
-        steps,
-        capacity,
+    return (
         lambda n: keyed.try_acquire("k", n),
         lambda n: keyed._reserve("k", n, None),
         lambda n, due: keyed._cancel("k", n, due),
     )
-    assert_bucket_bound(grants, rate, capacity)
 
 
+def make_window(
+    kind: type[rk.SlidingWindow] | type[rk.FixedWindow],
+) -> Make:
+    def make(limit: float, window: float, clock: rk.ManualClock) -> tuple[Try, Reserve, Cancel]:
+        limiter = kind(limit, window, clock=clock)
+        return limiter.try_acquire, lambda n: limiter._reserve(n, None), limiter._cancel
+
+    return make
+
+
+KINDS: dict[str, tuple[Make, st.SearchStrategy[float], Check]] = {
+    "token_bucket_within_capacity_plus_refill": (
+        make_bucket,
+        rates,
+        lambda grants, capacity, rate: assert_bucket_bound(grants, rate, capacity),
+    ),
+    "keyed_limiter_within_capacity_plus_refill": (
+        make_keyed,
+        rates,
+        lambda grants, capacity, rate: assert_bucket_bound(grants, rate, capacity),
+    ),
+    "sliding_window_within_limit_in_any_window": (
+        make_window(rk.SlidingWindow),
+        windows,
+        assert_sliding_bound,
+    ),
+    "fixed_window_within_limit_per_aligned_window": (
+        make_window(rk.FixedWindow),
+        windows,
+        assert_fixed_bound,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=300, deadline=None)
-@given(limit=sizes, window=windows, steps=steps)
-def test_sliding_window_cancellations_never_grant_more_than_limit_in_any_window(
-    limit: float, window: float, steps: list[Step]
+@given(size=sizes, steps=steps, data=st.data())
+def test_cancellations_never_grant_beyond_the_limiters_bound(
+    kind: str, size: float, steps: list[Step], data: st.DataObject
 ) -> None:
+    make, periods, check = KINDS[kind]
+    period = data.draw(periods, label="rate or window")
     clock = rk.ManualClock()
-    sliding = rk.SlidingWindow(limit, window, clock=clock)
-    grants = play(
-        clock,
-        steps,
-        limit,
-        sliding.try_acquire,
-        lambda n: sliding._reserve(n, None),
-        sliding._cancel,
-    )
-    assert_sliding_bound(grants, limit, window)
-
-
-@settings(max_examples=300, deadline=None)
-@given(limit=sizes, window=windows, steps=steps)
-def test_fixed_window_cancellations_never_grant_more_than_limit_per_aligned_window(
-    limit: float, window: float, steps: list[Step]
-) -> None:
-    clock = rk.ManualClock()
-    fixed = rk.FixedWindow(limit, window, clock=clock)
-    grants = play(
-        clock,
-        steps,
-        limit,
-        fixed.try_acquire,
-        lambda n: fixed._reserve(n, None),
-        fixed._cancel,
-    )
-    assert_fixed_bound(grants, limit, window)
+    take, reserve, cancel = make(size, period, clock)
+    check(play(clock, steps, size, take, reserve, cancel), size, period)
 
 
 def test_a_cancelled_reservation_with_a_waiter_behind_it_does_not_let_a_third_land_on_it() -> None:

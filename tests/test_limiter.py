@@ -188,7 +188,11 @@ def test_permit_release_is_idempotent_and_frees_the_slot() -> None:
 def test_a_dropped_permit_still_frees_its_slot() -> None:
     limiter, _ = manual(concurrency=1)
     limiter.acquire()  # never released, dropped at once
-    limiter.acquire(timeout=0).release()
+    assert limiter.stats()["in_flight"] == 0
+    again = limiter.acquire(timeout=0)  # raises RateLimitTimeout if the slot leaked
+    assert limiter.stats()["in_flight"] == 1
+    again.release()
+    assert limiter.stats()["in_flight"] == 0
 
 
 async def test_permit_is_an_async_context_manager() -> None:

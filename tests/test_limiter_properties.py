@@ -96,6 +96,11 @@ def test_token_bucket_never_grants_more_than_capacity_plus_refill(
     times = [t for t, _ in grants]
     assert times == sorted(times), "grants are served in arrival order"
     assert_bucket_bound(grants, rate, capacity)
+    # The check above holds for any clock that only moves forward; this one
+    # fails if a later request could jump the queue: reserved one after the
+    # other at one instant, each is due no earlier than the one before it.
+    dues = [bucket._reserve(min(op.n, capacity), None) for op in ops]
+    assert dues == sorted(dues), "reservations are served in arrival order"
 
 
 @settings(max_examples=150, deadline=None)
