@@ -128,16 +128,33 @@ def _mock_server(args: argparse.Namespace) -> int:
     return 0
 
 
+# What the `cli` extra of pyproject.toml installs for this command.
+CLI_PACKAGES = frozenset({"openai", "anthropic", "starlette", "uvicorn", "tqdm", "httpx"})
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the ``ratekeeper`` command; returns its exit status.
 
     >>> # raise SystemExit(main(["batch", "in.jsonl", "-o", "out.jsonl", "--model", "gpt-4o-mini"]))
     """
     args = _parser().parse_args(argv)
-    if args.command == "batch":
-        return _batch(args)
-    if args.command == "mock-server":
-        return _mock_server(args)
-    from ._demo import run_demo
+    try:
+        if args.command == "batch":
+            return _batch(args)
+        if args.command == "mock-server":
+            return _mock_server(args)
+        from ._demo import run_demo
 
-    return run_demo(requests=args.requests, rpm=args.rpm)
+        return run_demo(requests=args.requests, rpm=args.rpm)
+    except ModuleNotFoundError as exc:
+        # The command's packages are an extra (`ratekeeper[cli]`); say so
+        # instead of a traceback. Any other missing module is a real bug.
+        missing = (exc.name or "").split(".")[0]
+        if missing not in CLI_PACKAGES:
+            raise
+        print(
+            f"ratekeeper {args.command}: needs the {missing!r} package: "
+            "pip install 'ratekeeper[cli]'",
+            file=sys.stderr,
+        )
+        return 2
