@@ -146,10 +146,6 @@ impl Clock {
         }
     }
 
-    pub fn is_manual(&self) -> bool {
-        matches!(self, Clock::Manual(_))
-    }
-
     /// Waits until `deadline`, or at most `max_slice` of real time, and
     /// returns whether the deadline has been reached. Callers loop, checking
     /// for interrupts between slices. A manual clock jumps to the deadline.

@@ -96,6 +96,14 @@ impl Gcra {
         Nanos(after.saturating_sub(self.tau).max(now.0))
     }
 
+    /// The new `tat` when units of `cost` conform at `now` (taken now,
+    /// never waited for), else `None`: the rule `try_acquire` follows.
+    #[inline]
+    pub fn take(&self, tat: Nanos, now: Nanos, cost: u64) -> Option<Nanos> {
+        let after = tat.max(now).0.saturating_add(cost);
+        (after - now.0 <= self.tau).then_some(Nanos(after))
+    }
+
     /// The new `tat` once units of `cost` are granted at `at` (`at` must be
     /// at or after their due time).
     #[inline]
@@ -208,10 +216,7 @@ impl Limit for TokenBucket {
     fn try_acquire(&self, n: f64) -> Result<bool, LimitError> {
         check_amount(n, self.rule.capacity)?;
         let cost = self.rule.cost(n);
-        let granted = self.update(|tat, now| {
-            let after = tat.max(now).0.saturating_add(cost);
-            (after - now.0 <= self.rule.tau).then_some(Nanos(after))
-        });
+        let granted = self.update(|tat, now| self.rule.take(tat, now, cost));
         Ok(granted.is_some())
     }
 

@@ -158,22 +158,12 @@ impl KeyedLimiter {
     #[inline]
     pub fn try_acquire(&self, key: &str, n: f64) -> Result<bool, LimitError> {
         self.with_bucket(key, n, |rule, bucket, now, cost| {
-            let mut current = bucket.tat.load(Ordering::Acquire);
-            loop {
-                let after = Nanos(current).max(now).0.saturating_add(cost);
-                if after - now.0 > rule.tau().0 {
-                    return false;
-                }
-                match bucket.tat.compare_exchange_weak(
-                    current,
-                    after,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return true,
-                    Err(actual) => current = actual,
-                }
-            }
+            bucket
+                .tat
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                    rule.take(Nanos(tat), now, cost).map(|t| t.0)
+                })
+                .is_ok()
         })
     }
 
@@ -189,30 +179,23 @@ impl KeyedLimiter {
         max_wait: Option<Nanos>,
     ) -> Result<Reservation, LimitError> {
         self.with_bucket(key, n, |rule, bucket, now, cost| {
-            let mut current = bucket.tat.load(Ordering::Acquire);
-            loop {
-                let outcome = decide(now, rule.due(Nanos(current), now, cost), max_wait);
-                if let Reservation::TooLong(_) = outcome {
-                    return outcome;
-                }
-                let next = rule.charge(Nanos(current), now, cost).0;
-                match bucket.tat.compare_exchange_weak(
-                    current,
-                    next,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        if let Reservation::At(_) = outcome {
-                            // Under the shard's lock: a sweep cannot run
-                            // between the charge and this count.
-                            bucket.pending.fetch_add(1, Ordering::AcqRel);
-                        }
-                        return outcome;
+            let mut outcome = Reservation::Now;
+            let charged = bucket
+                .tat
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                    outcome = decide(now, rule.due(Nanos(tat), now, cost), max_wait);
+                    match outcome {
+                        Reservation::TooLong(_) => None,
+                        _ => Some(rule.charge(Nanos(tat), now, cost).0),
                     }
-                    Err(actual) => current = actual,
-                }
+                })
+                .is_ok();
+            if charged && matches!(outcome, Reservation::At(_)) {
+                // Under the shard's lock: a sweep cannot run between the
+                // charge and this count.
+                bucket.pending.fetch_add(1, Ordering::AcqRel);
             }
+            outcome
         })
     }
 

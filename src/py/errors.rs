@@ -2,7 +2,7 @@
 // Some helpers here are used only by later classes (breaker, limiter).
 #![allow(dead_code)]
 
-use crate::core::LimitError;
+use crate::core::{LimitError, Nanos};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -27,6 +27,11 @@ pub fn check_timeout(timeout: Option<f64>) -> PyResult<Option<f64>> {
         ))),
         other => Ok(other),
     }
+}
+
+/// [`check_timeout`], as the longest wait a reservation may take.
+pub fn check_max_wait(timeout: Option<f64>) -> PyResult<Option<Nanos>> {
+    Ok(check_timeout(timeout)?.map(Nanos::from_secs_f64))
 }
 
 /// Checks a number that must be finite and > 0, naming it in the error.

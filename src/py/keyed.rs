@@ -1,13 +1,13 @@
 //! `KeyedLimiter`: the binding of `core::keyed::KeyedLimiter`.
 
 use crate::core::keyed;
-use crate::core::{Nanos, Reservation};
+use crate::core::Reservation;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMapping, PyString};
 
 use super::clock::clock_from;
-use super::errors::{check_timeout, config_error};
+use super::errors::{check_max_wait, config_error};
 use super::protocol;
 use super::text::borrow_str;
 
@@ -115,12 +115,12 @@ impl KeyedLimiter {
         timeout: Option<f64>,
     ) -> PyResult<bool> {
         let key = borrow_str(key, "key")?;
-        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        let max_wait = check_max_wait(timeout)?;
         match self.inner.reserve(key, n, max_wait)? {
             Reservation::Now => Ok(true),
             Reservation::TooLong(_) => Ok(false),
             Reservation::At(due) => {
-                let waited = protocol::wait_on_clock(py, self.inner.clock(), due);
+                let waited = protocol::wait_until(py, self.inner.clock(), due);
                 match waited {
                     Ok(()) => self.inner.finish(key),
                     Err(_) => self.inner.cancel(key, n, due),
@@ -147,17 +147,17 @@ impl KeyedLimiter {
     #[pyo3(signature = (key, n=1.0, timeout=None))]
     fn _reserve(&self, key: &Bound<'_, PyAny>, n: f64, timeout: Option<f64>) -> PyResult<i64> {
         let key = borrow_str(key, "key")?;
-        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        let max_wait = check_max_wait(timeout)?;
         Ok(protocol::encode(self.inner.reserve(key, n, max_wait)?))
     }
 
     fn _until(&self, due: i64) -> f64 {
-        protocol::until_on_clock(self.inner.clock(), due)
+        protocol::until(self.inner.clock(), protocol::due_from(due))
     }
 
     fn _cancel(&self, key: &Bound<'_, PyAny>, n: f64, due: i64) -> PyResult<()> {
         self.inner
-            .cancel(borrow_str(key, "key")?, n, Nanos(due.max(0) as u64));
+            .cancel(borrow_str(key, "key")?, n, protocol::due_from(due));
         Ok(())
     }
 

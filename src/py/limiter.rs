@@ -22,9 +22,7 @@ use std::time::{Duration, Instant};
 use super::clock::clock_from;
 use super::errors::{check_non_negative, check_timeout, config_error, rate_limit_timeout};
 use super::permit::Permit;
-
-/// How long a blocked thread sleeps before it looks for Ctrl-C.
-const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+use super::protocol::{self, SIGNAL_CHECK_INTERVAL};
 
 /// A parked thread waiting for a concurrency slot.
 #[derive(Default)]
@@ -332,17 +330,9 @@ impl Limiter {
         if permit.due == Nanos::ZERO {
             return Ok(permit);
         }
-        let clock = shared.budgets.clock();
-        loop {
-            let reached = py.detach(|| clock.sleep_until(permit.due, SIGNAL_CHECK_INTERVAL));
-            if let Err(err) = py.check_signals() {
-                permit.cancel(py);
-                return Err(err);
-            }
-            if reached {
-                return Ok(permit);
-            }
-        }
+        protocol::wait_until(py, shared.budgets.clock(), permit.due)
+            .inspect_err(|_| permit.cancel(py))?;
+        Ok(permit)
     }
 
     /// The async fast path: `None` when a concurrency slot is not free at

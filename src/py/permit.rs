@@ -3,7 +3,7 @@
 //! token budgets with `reconcile` once the real usage is known.
 
 use crate::core::limiter::Grant;
-use crate::core::{Clock, Nanos};
+use crate::core::Nanos;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::errors::config_error;
 use super::limiter::Shared;
+use super::protocol;
 
 /// A granted request: releases its concurrency slot on exit (or `release()`);
 /// `reconcile(actual_tokens)` settles the token budgets once usage is known.
@@ -155,14 +156,7 @@ impl Permit {
     /// Seconds left until `due` (the `_waiting` protocol); a manual clock
     /// is advanced instead.
     fn _until(&self, due: u64) -> f64 {
-        let due = Nanos(due);
-        match self.shared.budgets.clock() {
-            Clock::Manual(manual) => {
-                manual.advance_to(due);
-                0.0
-            }
-            clock => (due - clock.now()).as_secs_f64(),
-        }
+        protocol::until(self.shared.budgets.clock(), Nanos(due))
     }
 
     /// Gives everything back (the `_waiting` protocol, on cancellation).

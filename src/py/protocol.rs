@@ -5,22 +5,21 @@
 //! the Python layer (`ratekeeper._waiting`), which sleeps on the caller's
 //! event loop and cancels the reservation if the task is cancelled.
 
-use crate::core::{Limit, Nanos, Reservation};
+use crate::core::{Clock, Limit, Nanos, Reservation};
 use pyo3::prelude::*;
 use std::time::Duration;
 
-use super::errors::check_timeout;
+use super::errors::check_max_wait;
 
 /// How long a blocked thread sleeps before it looks for Ctrl-C.
-const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+pub const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// `_reserve(n, timeout)`: 0 when granted now, -1 when refused (the wait
 /// would exceed `timeout`; nothing was taken), else the due time in clock
 /// nanoseconds, reserved. One call, one integer: the async fast path costs
 /// no allocation.
 pub fn reserve(limit: &impl Limit, n: f64, timeout: Option<f64>) -> PyResult<i64> {
-    let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
-    Ok(encode(limit.reserve(n, max_wait)?))
+    Ok(encode(limit.reserve(n, check_max_wait(timeout)?)?))
 }
 
 /// Encodes a reservation for `_reserve`.
@@ -33,67 +32,27 @@ pub fn encode(reservation: Reservation) -> i64 {
 }
 
 /// `acquire(n, timeout)`: reserve, then sleep with the GIL released until the
-/// units are due, checking for signals between slices.
+/// units are due, giving the reservation back if a signal handler raises.
 pub fn acquire_blocking(
     py: Python<'_>,
     limit: &impl Limit,
     n: f64,
     timeout: Option<f64>,
 ) -> PyResult<bool> {
-    let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
-    match limit.reserve(n, max_wait)? {
+    match limit.reserve(n, check_max_wait(timeout)?)? {
         Reservation::Now => Ok(true),
         Reservation::TooLong(_) => Ok(false),
         Reservation::At(due) => {
-            wait_until(py, limit, due, |limit| limit.cancel(n, due))?;
+            wait_until(py, limit.clock(), due).inspect_err(|_| limit.cancel(n, due))?;
             Ok(true)
         }
     }
 }
 
-/// Sleeps until `due` on the limiter's clock with the GIL released. If a
-/// signal handler raises (Ctrl-C), `on_interrupt` gives the reservation back
-/// and the exception propagates.
-pub fn wait_until<L: Limit + ?Sized>(
-    py: Python<'_>,
-    limit: &L,
-    due: Nanos,
-    on_interrupt: impl FnOnce(&L),
-) -> PyResult<()> {
-    let clock = limit.clock();
-    loop {
-        let reached = py.detach(|| clock.sleep_until(due, SIGNAL_CHECK_INTERVAL));
-        if let Err(err) = py.check_signals() {
-            on_interrupt(limit);
-            return Err(err);
-        }
-        if reached {
-            return Ok(());
-        }
-    }
-}
-
-/// `_until(due)`: seconds left until `due`. A manual clock is advanced to
-/// `due` instead (virtual time) and answers 0.
-pub fn until(limit: &impl Limit, due: i64) -> f64 {
-    let due = Nanos(due.max(0) as u64);
-    let clock = limit.clock();
-    if let crate::core::Clock::Manual(manual) = clock {
-        manual.advance_to(due);
-        return 0.0;
-    }
-    (due - clock.now()).as_secs_f64()
-}
-
-/// `_cancel(n, due)`: gives back an abandoned reservation.
-pub fn cancel(limit: &impl Limit, n: f64, due: i64) {
-    limit.cancel(n, Nanos(due.max(0) as u64));
-}
-
 /// Sleeps until `due` on `clock` with the GIL released, checking for signals
-/// between slices; for limiters that are not a single `Limit` (the keyed
-/// one), which give their reservation back themselves on an error.
-pub fn wait_on_clock(py: Python<'_>, clock: &crate::core::Clock, due: Nanos) -> PyResult<()> {
+/// (Ctrl-C) between slices. On an error the caller gives its reservation
+/// back.
+pub fn wait_until(py: Python<'_>, clock: &Clock, due: Nanos) -> PyResult<()> {
     loop {
         let reached = py.detach(|| clock.sleep_until(due, SIGNAL_CHECK_INTERVAL));
         py.check_signals()?;
@@ -103,10 +62,15 @@ pub fn wait_on_clock(py: Python<'_>, clock: &crate::core::Clock, due: Nanos) -> 
     }
 }
 
-/// `_until(due)` for a bare clock: see [`until`].
-pub fn until_on_clock(clock: &crate::core::Clock, due: i64) -> f64 {
-    let due = Nanos(due.max(0) as u64);
-    if let crate::core::Clock::Manual(manual) = clock {
+/// A due time handed to Python by `_reserve`, read back.
+pub fn due_from(due: i64) -> Nanos {
+    Nanos(due.max(0) as u64)
+}
+
+/// `_until(due)`: seconds left until `due` on `clock`. A manual clock is
+/// advanced to `due` instead (virtual time) and answers 0.
+pub fn until(clock: &Clock, due: Nanos) -> f64 {
+    if let Clock::Manual(manual) = clock {
         manual.advance_to(due);
         return 0.0;
     }
@@ -159,11 +123,14 @@ macro_rules! limit_pymethods {
             }
 
             fn _until(&self, due: i64) -> f64 {
-                $crate::py::protocol::until(&self.inner, due)
+                $crate::py::protocol::until(
+                    $crate::core::Limit::clock(&self.inner),
+                    $crate::py::protocol::due_from(due),
+                )
             }
 
             fn _cancel(&self, n: f64, due: i64) {
-                $crate::py::protocol::cancel(&self.inner, n, due)
+                $crate::core::Limit::cancel(&self.inner, n, $crate::py::protocol::due_from(due))
             }
 
             fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {

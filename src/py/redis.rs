@@ -11,7 +11,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use super::errors::{check_non_negative, check_positive, check_timeout, config_error};
+use super::errors::{check_max_wait, check_non_negative, check_positive, config_error};
 use super::redis_ops as ops;
 
 /// Where Redis-backed limiters keep their shared state.
@@ -257,7 +257,7 @@ impl RedisTokenBucket {
         n: f64,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        let max_wait = check_max_wait(timeout)?;
         self.shared.check(&[n])?;
         let shared = self.shared.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
@@ -284,7 +284,7 @@ impl RedisTokenBucket {
         now_us: u64,
         timeout: Option<f64>,
     ) -> PyResult<f64> {
-        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        let max_wait = check_max_wait(timeout)?;
         Ok(
             match ops::decide(py, &self.shared, &[n], max_wait, Some(now_us))? {
                 Decision::Granted { wait, .. } => wait.as_secs_f64(),
@@ -506,7 +506,7 @@ impl RedisBudgets {
         timeout: Option<f64>,
     ) -> PyResult<(bool, f64, u8)> {
         let amounts = self.amounts(amounts)?;
-        let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+        let max_wait = check_max_wait(timeout)?;
         Ok(
             match ops::decide(py, &self.shared, &amounts, max_wait, None)? {
                 Decision::Granted { wait, source, .. } => {

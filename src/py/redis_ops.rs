@@ -17,10 +17,8 @@ use crate::core::Nanos;
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use super::errors::{check_timeout, rate_limit_error};
-
-/// How long a blocked thread sleeps before it looks for Ctrl-C.
-const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+use super::errors::{check_max_wait, rate_limit_error};
+use super::protocol::SIGNAL_CHECK_INTERVAL;
 
 /// The runtime every Redis connection lives on (pyo3-async-runtimes').
 pub fn runtime() -> tokio::runtime::Handle {
@@ -106,7 +104,7 @@ pub fn acquire(
     amounts: &[f64],
     timeout: Option<f64>,
 ) -> PyResult<bool> {
-    let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+    let max_wait = check_max_wait(timeout)?;
     let (wait, source) = match decide(py, shared, amounts, max_wait, None)? {
         Decision::Granted { wait, source, .. } => (wait, source),
         Decision::Refused { .. } => return Ok(false),
@@ -174,7 +172,7 @@ pub fn reserve_into(
     resolve: Py<PyAny>,
     future: Py<PyAny>,
 ) -> PyResult<()> {
-    let max_wait = check_timeout(timeout)?.map(Nanos::from_secs_f64);
+    let max_wait = check_max_wait(timeout)?;
     shared.check(&amounts)?;
     let shared = shared.clone();
     shared.clone().store().runtime().spawn(async move {

@@ -9,11 +9,9 @@ use pyo3::types::PyTuple;
 use pyo3::IntoPyObjectExt;
 
 use super::errors::{check_timeout, config_error};
+use super::protocol::SIGNAL_CHECK_INTERVAL;
 use super::redis::RedisBackend;
 use super::redis_ops as ops;
-
-/// How long a blocked thread sleeps before it looks for Ctrl-C.
-const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// At most `limit` units in any `window` seconds, shared through Redis by
 /// every process using the same key (a sliding log in a sorted set).

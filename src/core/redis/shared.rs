@@ -375,8 +375,10 @@ impl SharedGcra {
                 }
                 let first = &self.budgets[0].local;
                 let remaining = first.available();
-                let capacity = first.rule().capacity();
-                let full_in = Nanos::from_secs_f64((capacity - remaining) / first.rule().rate());
+                // Full again once a whole bucket's worth would be due.
+                let full_in = first
+                    .wait_time(first.rule().capacity())
+                    .unwrap_or(Nanos::ZERO);
                 Decision::Granted {
                     wait: longest,
                     remaining,
