@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from typing import Any, Optional
 
 import anthropic
 import openai
 import pytest
-from scripted_server import ScriptedServer, openrouter_body
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scripted_server import ScriptedServer, ok, openrouter_body
 
 import ratekeeper as rk
 from ratekeeper.headers import ServerLimits
@@ -70,7 +73,7 @@ def test_nonsense_retry_after_is_ignored_not_raised(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("1e3", 1000.0), ("1e+3", 1000.0), ("2.5e1", 25.0), ("1e16", 1e13 - NOW), ("1e308", 1e305)],
+    [("1e3", 1000.0), ("1e+3", 1000.0), ("2.5e1", 25.0), ("1.750000007e12", 7.0)],
 )
 def test_retry_after_in_exponent_notation_is_read_like_the_digits(
     value: str, expected: float
@@ -312,3 +315,157 @@ def test_a_header_beats_the_error_body(scripted_server: ScriptedServer) -> None:
 def test_a_429_without_any_hint_has_no_retry_after(scripted_server: ScriptedServer) -> None:
     exc = openai_error(scripted_server, status=429, body="not json")
     assert rk.retry_after(exc) is None
+
+
+# -- bounded: hostile or absurd values ----------------------------------------
+
+HEADER_NAMES = [
+    "retry-after",
+    "retry-after-ms",
+    "x-ratelimit-reset",
+    "x-ratelimit-reset-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-limit-tokens",
+    "anthropic-ratelimit-output-tokens-reset",
+    "anthropic-ratelimit-input-tokens-remaining",
+]
+LIMIT_FIELDS = [
+    f"{budget}_{kind}"
+    for budget in ("requests", "tokens", "input_tokens", "output_tokens")
+    for kind in ("limit", "remaining", "reset")
+] + ["retry_after"]
+
+
+def assert_sane(limits: ServerLimits) -> None:
+    for field in LIMIT_FIELDS:
+        value = getattr(limits, field)
+        assert value is None or (math.isfinite(value) and value >= 0), (field, value)
+
+
+@pytest.mark.parametrize("name", HEADER_NAMES)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9" * 400,  # float() reads it as inf
+        "1e300",
+        "1e300s",
+        "9" * 320 + "h",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "9999-12-31T23:59:59Z",
+        str(10**30),
+    ],
+)
+def test_a_number_too_large_to_use_is_ignored(name: str, value: str) -> None:
+    assert rk.read_limits({name: value}, now=NOW) == ServerLimits()
+    assert rk.retry_after({name: value}, now=NOW) is None
+
+
+def test_values_up_to_the_bounds_are_kept() -> None:
+    month = iso(NOW + 30 * 86400)
+    assert rk.retry_after({"anthropic-ratelimit-tokens-reset": month}, now=NOW) == 30 * 86400
+    assert rk.retry_after({"x-ratelimit-reset-requests": "23h59m"}, now=NOW) == 86340.0
+    assert rk.read_limits({"x-ratelimit-limit-tokens": "30000000000"}).tokens_limit == 3e10
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1" * 1_000_000 + "xs",  # was quadratic: a long run of digits before no unit
+        "1" * 40_000 + ".xs",
+        "1m" * 500_000 + "x",
+        " " * 1_000_000,
+        "1" * 1_000_000,
+        b"1" * 1_000_000 + b"xs",
+    ],
+    ids=["digits", "digits-dot", "units", "spaces", "number", "bytes"],
+)
+def test_a_megabyte_value_is_ignored_without_freezing(value: Any) -> None:
+    for name in ("retry-after", "x-ratelimit-reset-tokens", "x-ratelimit-remaining-tokens"):
+        assert rk.read_limits([(name, value)]) == ServerLimits()
+
+
+def test_a_huge_number_in_an_error_body_is_ignored() -> None:
+    body = {"error": {"metadata": {"headers": {"X-RateLimit-Reset": 10**5000}}}}
+
+    class Failure(Exception):
+        status_code = 429
+
+    exc = Failure()
+    exc.body = body  # type: ignore[attr-defined]
+    assert rk.retry_after(exc) is None
+
+
+header_values = st.one_of(
+    st.text(max_size=64),
+    st.from_regex(r"[0-9.eE+\-]{1,40}[a-zµ]{0,3}", fullmatch=True),
+    st.from_regex(r"([0-9]{1,6}(\.[0-9]{0,3})?(h|m|s|ms|us|ns)){1,6}", fullmatch=True),
+    st.floats().map(repr),
+    st.integers().map(str),
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.binary(max_size=64),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_values), max_size=6))
+def test_random_header_values_never_raise_and_stay_finite(
+    pairs: list[tuple[str, Any]],
+) -> None:
+    assert_sane(rk.read_limits(pairs))
+    wait = rk.retry_after(pairs)
+    assert wait is None or (math.isfinite(wait) and 0 <= wait <= rk.headers.MAX_WAIT)
+
+
+# -- no server value pauses a limiter beyond max_retry_after ------------------
+
+
+@pytest.mark.parametrize("value", ["1e300", "Fri, 31 Dec 9999 23:59:59 GMT", "9" * 400])
+def test_an_absurd_retry_after_on_a_success_does_not_pause(value: str) -> None:
+    limiter = rk.Limiter(rpm=60, clock=rk.ManualClock())
+    limiter.update_from_headers({"retry-after": value})
+    assert limiter.stats()["paused_for"] == 0.0
+
+
+def test_a_long_retry_after_pauses_for_max_retry_after_at_most() -> None:
+    limiter = rk.Limiter(rpm=60, clock=rk.ManualClock())
+    limiter.update_from_headers({"retry-after": "86400"})
+    assert limiter.stats()["paused_for"] == pytest.approx(120.0)
+    limiter = rk.Limiter(rpm=60, clock=rk.ManualClock())
+    limiter.update_from_headers({"retry-after": "86400"}, max_retry_after=5.0)
+    assert limiter.stats()["paused_for"] == pytest.approx(5.0)
+    limiter = rk.Limiter(rpm=60, clock=rk.ManualClock())
+    limiter.update_from_headers({"retry-after": "3"}, max_retry_after=5.0)
+    assert limiter.stats()["paused_for"] == pytest.approx(3.0)
+    limiter.update_from_headers({"retry-after": "86400"}, max_retry_after=None)
+    assert limiter.stats()["paused_for"] == pytest.approx(86400.0)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 10**400])
+def test_update_from_headers_refuses_a_bad_max_retry_after(bad: float) -> None:
+    with pytest.raises(ValueError, match="max_retry_after"):
+        rk.Limiter(rpm=60).update_from_headers({}, max_retry_after=bad)
+
+
+def test_a_wrapped_call_answered_200_with_absurd_headers_returns(
+    scripted_server: ScriptedServer,
+) -> None:
+    scripted_server.queue(
+        ok(
+            headers={
+                "retry-after": "1e300",
+                "x-ratelimit-remaining-requests": "9" * 400,
+                "x-ratelimit-limit-requests": "9" * 400,
+                "x-ratelimit-reset-requests": "9" * 400 + "s",
+            }
+        ),
+        ok(headers={"retry-after": "100000"}),
+    )
+    limiter = rk.Limiter(rpm=600)
+    client = rk.wrap(
+        openai.OpenAI(base_url=scripted_server.openai_url, api_key="k"), limiter=limiter
+    )
+    messages = [{"role": "user", "content": "x"}]
+    assert client.chat.completions.create(model="m", messages=messages).choices
+    assert limiter.stats()["paused_for"] == 0.0
+    assert client.chat.completions.create(model="m", messages=messages).choices
+    assert 0.0 < limiter.stats()["paused_for"] <= 120.0

@@ -345,7 +345,9 @@ class Limiter:
         input_tokens: Optional[float] = None,
         output_tokens: Optional[float] = None,
     ) -> Permit: ...
-    def update_from_headers(self, headers: Any) -> None: ...
+    def update_from_headers(
+        self, headers: Any, *, max_retry_after: Optional[float] = 120.0
+    ) -> None: ...
 
 @final
 class Permit:

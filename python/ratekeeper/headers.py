@@ -18,6 +18,13 @@ from now; above 1e9 it is an epoch in seconds, above 1e11 in milliseconds), an
 RFC 3339 time or an HTTP-date. Every reset becomes seconds from now, never
 negative (a reset in the past is ``0.0``). Nonsense (``-1``, a limit of ``0``,
 NaN, unparsable text) is ignored, never raised: the field stays ``None``.
+
+Bounded: a value longer than ``MAX_VALUE_LENGTH`` characters is ignored
+unread, and every parse is linear in the value's length (no backtracking
+regex), so a hostile header costs microseconds. A number too large to use is
+ignored too, never ``inf``: a wait or reset beyond ``MAX_WAIT`` (31 days, a
+monthly quota's reset; ``Retry-After: 1e300`` or a year-9999 date are
+beyond it) and a count beyond ``MAX_COUNT`` (1e15, past any real budget).
 """
 
 from __future__ import annotations
@@ -31,7 +38,14 @@ from dataclasses import dataclass
 from email.utils import parsedate_tz
 from typing import Any, Optional
 
-__all__ = ["ServerLimits", "read_limits", "retry_after"]
+__all__ = [
+    "MAX_COUNT",
+    "MAX_VALUE_LENGTH",
+    "MAX_WAIT",
+    "ServerLimits",
+    "read_limits",
+    "retry_after",
+]
 
 
 @dataclass(frozen=True)
@@ -88,8 +102,11 @@ for _budget in _BUDGETS:
 
 _BYTE_FIELDS = {name.encode(): spec for name, spec in _FIELDS.items()}
 
-_DURATION = re.compile(r"(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+# One way only to match each number (``\d+(\.\d*)?``, not ``\d+\.?\d*``):
+# the ambiguous spelling backtracks quadratically on a long run of digits.
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION = re.compile(rf"(?:{_NUMBER}(?:ns|us|µs|μs|ms|s|m|h))+")
+_DURATION_PART = re.compile(rf"({_NUMBER})(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_SECONDS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0
 }  # fmt: skip
@@ -98,6 +115,9 @@ _RFC3339 = re.compile(
 )
 _EPOCH_SECONDS = 1e9  # a "seconds from now" this large (31 years) is an epoch
 _EPOCH_MILLIS = 1e11
+MAX_VALUE_LENGTH = 256  # longer values are ignored unread (an HTTP-date is 29)
+MAX_WAIT = 31 * 86400.0  # seconds; a reset or wait beyond this is nonsense
+MAX_COUNT = 1e15  # a limit or remaining beyond this is nonsense
 
 
 def _number(text: str) -> Optional[float]:
@@ -202,6 +222,45 @@ def _count(text: str, *, is_limit: bool) -> Optional[float]:
     return value
 
 
+def _text(value: Any) -> Optional[str]:
+    """A header value as text; None when too long to be sane or of an unusable type."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (bytes, bytearray)):
+        if len(value) > MAX_VALUE_LENGTH:
+            return None
+        text = value.decode("latin-1")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        # A number from a JSON error body. ``str`` of a huge int is quadratic
+        # (and refused past 4300 digits): anything that large is nonsense anyway.
+        if isinstance(value, int) and not -(10**18) < value < 10**18:
+            return None
+        text = str(value)
+    else:
+        return None
+    return text if len(text) <= MAX_VALUE_LENGTH else None
+
+
+def _parse_value(value: Any, kind: int, now: Optional[float]) -> Optional[float]:
+    """One header's value as its field's number, or None when nonsense or out of bounds."""
+    text = _text(value)
+    if text is None:
+        return None
+    if kind in (_RESET, _SECONDS):
+        parsed = _seconds_until(text, now)
+        bound = MAX_WAIT
+    elif kind == _MILLIS:
+        parsed = _count(text, is_limit=False)
+        if parsed is not None:
+            parsed /= 1000.0
+        bound = MAX_WAIT
+    else:
+        parsed = _count(text, is_limit=kind == _LIMIT)
+        bound = MAX_COUNT
+    # ``<=`` is False for inf and NaN as well: neither ever leaves this module.
+    return parsed if parsed is not None and parsed <= bound else None
+
+
 def _header_items(obj: Any) -> Iterable[tuple[Any, Any]]:
     """(name, value) pairs from a headers mapping, a list of pairs, a response or an exception."""
     if isinstance(obj, Mapping):
@@ -249,15 +308,7 @@ def read_limits(headers: Any, *, now: Optional[float] = None) -> ServerLimits:
         field, rank, kind = spec
         if ranks.get(field, 0) >= rank:
             continue
-        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        if kind in (_RESET, _SECONDS):
-            parsed = _seconds_until(text, now)
-        elif kind == _MILLIS:
-            parsed = _count(text, is_limit=False)
-            if parsed is not None:
-                parsed /= 1000.0
-        else:
-            parsed = _count(text, is_limit=kind == _LIMIT)
+        parsed = _parse_value(value, kind, now)
         # Nonsense is skipped, so that it never hides a sane header of lower rank.
         if parsed is not None:
             values[field] = parsed

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from typing import Any, Callable, Optional
 
 from . import _core
@@ -103,7 +104,9 @@ async def _acquire_slot_then_reserve(
     return permit
 
 
-def update_from_headers(self: _core.Limiter, headers: Any) -> None:
+def update_from_headers(
+    self: _core.Limiter, headers: Any, *, max_retry_after: Optional[float] = 120.0
+) -> None:
     """Adopts the server's rate-limit headers: never more generous than the server.
 
     Each budget the server reports a ``remaining`` for is tightened so that no
@@ -114,7 +117,9 @@ def update_from_headers(self: _core.Limiter, headers: Any) -> None:
     ``X-RateLimit-*`` (a window) waits for its reset (at most one period).
     ``requests`` go to the fastest request budget configured (rps, then rpm,
     rph, rpd), ``tokens`` to tpm, Anthropic's input and output tokens to itpm
-    and otpm. A ``retry-after`` pauses the limiter.
+    and otpm. A ``retry-after`` pauses the limiter, for at most
+    ``max_retry_after`` seconds (the default of ``rk.Retry``; ``None``: no
+    cap), whatever the response's status.
 
     >>> Limiter(rpm=60).update_from_headers({"x-ratelimit-remaining-requests": "5"})
     """
@@ -123,6 +128,7 @@ def update_from_headers(self: _core.Limiter, headers: Any) -> None:
         lambda budget: self.available(budget) is not None,
         self._adopt,
         self.pause,
+        max_retry_after=max_retry_after,
     )
 
 
@@ -131,16 +137,22 @@ def adopt_server_limits(
     has_budget: Callable[[str], bool],
     adopt: Callable[..., None],
     pause: Callable[[float], None],
+    *,
+    max_retry_after: Optional[float] = 120.0,
 ) -> None:
     """Maps what the server said onto a limiter's budgets (in process or on Redis).
 
     ``requests`` go to the fastest request budget configured (rps, then rpm,
     rph, rpd), ``tokens`` to tpm, Anthropic's input and output tokens to itpm
     and otpm; ``adopt(budget, remaining, reset, limit, at_reset)`` applies the
-    one adoption rule (Rust: ``ServerBudget::tat_floor``).
+    one adoption rule (Rust: ``ServerBudget::tat_floor``). A ``retry-after``
+    longer than ``max_retry_after`` pauses for ``max_retry_after``: capped,
+    not ignored, so that callers still back off from a server that asked
+    them to, for as long as the user allows, and ask again after.
 
     >>> adopt_server_limits(read_limits({}), lambda b: False, print, print)
     """
+    cap = _check_max_retry_after(max_retry_after)
     if limits.requests_remaining is not None:
         for budget in ("rps", "rpm", "rph", "rpd"):
             if has_budget(budget):
@@ -170,8 +182,25 @@ def adopt_server_limits(
     for budget, remaining, reset, limit in token_budgets:
         if remaining is not None and has_budget(budget):
             adopt(budget, remaining, reset, limit, False)
-    if limits.retry_after is not None and limits.retry_after > 0:
-        pause(limits.retry_after)
+    wait = limits.retry_after
+    if wait is not None and cap is not None:
+        wait = min(wait, cap)
+    if wait is not None and wait > 0:
+        pause(wait)
+
+
+def _check_max_retry_after(value: Optional[float]) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"max_retry_after must be a number of seconds or None, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"max_retry_after must be a finite number >= 0 or None, got {seconds}")
+    return seconds
 
 
 async def _permit_aenter(self: _core.Permit) -> _core.Permit:
