@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import hashlib
 import threading
 import time
 
+import anthropic
+import openai
 import pytest
+from scripted_server import ScriptedServer, ok
 
 import ratekeeper as rk
 
@@ -176,3 +181,195 @@ def test_a_mapping_with_keys_of_mixed_types_still_has_a_key():
         "m", {"logit_bias": {"a": 3, 1: 5}}
     )
     assert rk.ResponseCache.key("m", mixed) != rk.ResponseCache.key("m", {"logit_bias": {1: 5}})
+
+
+# -- the whole request identity (SPEC 15) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ({"x": b"abc"}, {"x": "abc"}),
+        # bytes were keyed by their digest, a string that spelled it matched
+        ({"x": b"abc"}, {"x": hashlib.blake2b(b"abc", digest_size=16).hexdigest()}),
+        ({"x": b"abc"}, {"x": bytearray(b"abc")}),
+        ({"x": {"a"}}, {"x": ["a"]}),
+        ({"x": {"a"}}, {"x": ["'a'"]}),  # sets were keyed by their members' reprs
+        ({"x": {"a"}}, {"x": frozenset({"a"})}),
+        ({"x": [1, 2]}, {"x": (1, 2)}),
+        ({"x": 1}, {"x": 1.0}),
+        ({"x": 1}, {"x": True}),
+        ({"x": 1.0}, {"x": True}),
+        ({"x": 0}, {"x": False}),
+        ({"x": "1"}, {"x": 1}),
+        ({"x": None}, {"x": "null"}),
+        ({"logit_bias": {1: 5}}, {"logit_bias": {"1": 5}}),  # JSON made int keys strings
+        ({"x": {"a": 1}}, {"x": [["a", 1]]}),
+    ],
+)
+def test_arguments_of_different_types_get_different_keys(one, other):
+    assert rk.ResponseCache.key("m", one) != rk.ResponseCache.key("m", other)
+    assert rk.ResponseCache.key("m", one) == rk.ResponseCache.key("m", copy.deepcopy(one))
+
+
+def test_the_client_identity_is_part_of_the_key():
+    arguments = {"model": "m"}
+    assert rk.ResponseCache.key("m", arguments, client_identity="a") != rk.ResponseCache.key(
+        "m", arguments, client_identity="b"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"api_key": "sk-other"},
+        {"organization": "org-2"},
+        {"project": "proj-2"},
+        {"default_headers": {"X-Tenant": "2"}},
+        {"default_query": {"tenant": "2"}},
+        {"base_url": "http://127.0.0.1:9/v2"},
+    ],
+)
+def test_client_identity_tells_clients_apart(change):
+    settings = {
+        "api_key": "sk-secret-123",
+        "organization": "org-1",
+        "project": "proj-1",
+        "base_url": "http://127.0.0.1:9/v1",
+        "default_headers": {"X-Tenant": "1"},
+        "default_query": {"tenant": "1"},
+    }
+    identity = rk.ResponseCache.client_identity
+    assert identity(openai.OpenAI(**settings)) == identity(openai.OpenAI(**settings))
+    assert identity(openai.OpenAI(**settings)) != identity(openai.OpenAI(**{**settings, **change}))
+
+
+def test_client_identity_never_holds_the_key_in_plain_text():
+    identity = rk.ResponseCache.client_identity
+    for client in (
+        openai.OpenAI(api_key="sk-secret-123"),
+        anthropic.Anthropic(api_key="sk-ant-secret-123"),
+        anthropic.Anthropic(auth_token="tok-secret-123"),
+    ):
+        assert "secret" not in identity(client)
+    assert identity(anthropic.Anthropic(api_key="a")) != identity(anthropic.Anthropic(api_key="b"))
+    assert identity(anthropic.Anthropic(auth_token="a")) != identity(
+        anthropic.Anthropic(auth_token="b")
+    )
+
+
+def numbered_answers(server: ScriptedServer) -> None:
+    """Every request the server really answers gets its own prompt_tokens: 1, 2, 3, ..."""
+    server.responder = lambda hit: ok(usage=(server.hit_count(), 1))
+
+
+def ask(client, **extra):
+    return client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "2+2?"}], **extra
+    )
+
+
+def test_two_clients_with_different_keys_never_share_an_answer(scripted_server):
+    numbered_answers(scripted_server)
+    cache = rk.ResponseCache()
+
+    def client(key: str) -> openai.OpenAI:
+        return rk.wrap(openai.OpenAI(base_url=scripted_server.openai_url, api_key=key), cache=cache)
+
+    tenant_a, tenant_b = client("sk-a"), client("sk-b")
+    assert ask(tenant_a).usage.prompt_tokens == 1
+    assert ask(tenant_b).usage.prompt_tokens == 2
+    assert ask(tenant_a).usage.prompt_tokens == 1  # from the cache
+    assert ask(tenant_b).usage.prompt_tokens == 2
+    assert scripted_server.hit_count() == 2
+    assert [hit.headers["authorization"] for hit in scripted_server.hits] == [
+        "Bearer sk-a",
+        "Bearer sk-b",
+    ]
+    # A copy with another key is another tenant too.
+    assert ask(tenant_a.with_options(api_key="sk-c")).usage.prompt_tokens == 3
+
+
+def test_organization_and_headers_keep_answers_apart(scripted_server):
+    numbered_answers(scripted_server)
+    cache = rk.ResponseCache()
+    url = scripted_server.openai_url
+    first = rk.wrap(openai.OpenAI(base_url=url, api_key="k", organization="o1"), cache=cache)
+    second = rk.wrap(openai.OpenAI(base_url=url, api_key="k", organization="o2"), cache=cache)
+    third = rk.wrap(
+        openai.OpenAI(base_url=url, api_key="k", organization="o1", default_headers={"X-T": "3"}),
+        cache=cache,
+    )
+    answers = [ask(client).usage.prompt_tokens for client in (first, second, third)]
+    assert answers == [1, 2, 3]
+    assert ask(first, extra_headers={"X-User": "u1"}).usage.prompt_tokens == 4
+    assert ask(first, extra_headers={"X-User": "u1"}).usage.prompt_tokens == 4
+    assert ask(first).usage.prompt_tokens == 1
+
+
+def test_every_caller_gets_its_own_object(scripted_server):
+    numbered_answers(scripted_server)
+    cache = rk.ResponseCache()
+    client = rk.wrap(openai.OpenAI(base_url=scripted_server.openai_url, api_key="k"), cache=cache)
+    first = ask(client)
+    original = first.choices[0].message.content
+    first.choices[0].message.content = "changed by the first caller"
+    second = ask(client)
+    third = ask(client)
+    assert scripted_server.hit_count() == 1
+    assert second.choices[0].message.content == original
+    assert second is not third and second.choices is not third.choices
+    second.usage.prompt_tokens = 99
+    assert third.usage.prompt_tokens == 1
+
+
+async def test_concurrent_async_callers_each_get_their_own_object(scripted_server):
+    numbered_answers(scripted_server)
+    cache = rk.ResponseCache()
+    client = rk.wrap(
+        openai.AsyncOpenAI(base_url=scripted_server.openai_url, api_key="k"), cache=cache
+    )
+    answers = await asyncio.gather(*(ask(client) for _ in range(5)))
+    assert scripted_server.hit_count() == 1
+    assert len({id(answer) for answer in answers}) == 5
+    assert all(answer == answers[0] for answer in answers)
+
+
+def test_threads_sharing_one_call_each_get_their_own_object():
+    cache = rk.ResponseCache()
+    barrier = threading.Barrier(4)
+    results: list[list[int]] = []
+
+    def answer() -> list[int]:
+        time.sleep(0.1)
+        return [1, 2]
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(cache.get_or_call("k", answer))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [[1, 2]] * 4
+    assert len({id(result) for result in results}) == 4
+
+
+def test_get_hands_out_copies_and_put_keeps_its_own():
+    cache = rk.ResponseCache()
+    value = {"answer": [1, 2]}
+    cache.put("k", value)
+    value["answer"].append(3)
+    found, first = cache.get("k")
+    assert found and first == {"answer": [1, 2]}
+    first["answer"].clear()
+    assert cache.get("k") == (True, {"answer": [1, 2]})
+
+
+def test_an_answer_that_cannot_be_copied_is_not_stored():
+    cache = rk.ResponseCache()
+    lock = threading.Lock()
+    assert cache.get_or_call("k", lambda: lock) is lock
+    assert len(cache) == 0

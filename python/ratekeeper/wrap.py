@@ -301,7 +301,9 @@ def _install(client: C, state: _Wrapping) -> C:
     outer: Any = client.with_options(max_retries=0)  # type: ignore[attr-defined]
     inner: Any = client.with_options(max_retries=0)  # type: ignore[attr-defined]
     make = make_async_create if _is_async(client) else make_sync_create
-    base_url = str(getattr(client, "base_url", ""))
+    # The cache key's method names the client (base URL, key, organization,
+    # headers; hashed): two clients never share an answer.
+    identity = ResponseCache.client_identity(client)
     for path in ENDPOINTS:
         try:
             resource, inner_resource = _walk(outer, path), _walk(inner, path)
@@ -309,7 +311,7 @@ def _install(client: C, state: _Wrapping) -> C:
             continue
         if not callable(getattr(resource, "create", None)):
             continue
-        method = f"{base_url} {'.'.join(path)}.create"
+        method = f"{identity} {'.'.join(path)}.create"
         resource.create = make(inner_resource, method, state)
 
     with_options = type(outer).with_options
