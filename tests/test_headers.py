@@ -469,3 +469,75 @@ def test_a_wrapped_call_answered_200_with_absurd_headers_returns(
     assert limiter.stats()["paused_for"] == 0.0
     assert client.chat.completions.create(model="m", messages=messages).choices
     assert 0.0 < limiter.stats()["paused_for"] <= 120.0
+
+
+# -- Gemini: RetryInfo.retryDelay in the JSON error body ------------------------
+
+
+def gemini_body(delay: Any) -> dict[str, Any]:
+    """Gemini's 429: no Retry-After header, the wait in a RetryInfo detail."""
+    return {
+        "error": {
+            "code": 429,
+            "message": "You exceeded your current quota.",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+            ],
+        }
+    }
+
+
+def test_gemini_sdk_429_reads_retry_delay_from_the_body(scripted_server: ScriptedServer) -> None:
+    from google import genai
+    from google.genai import errors, types
+
+    scripted_server.reply(status=429, body=gemini_body("30s"))
+    client = genai.Client(
+        api_key="k", http_options=types.HttpOptions(base_url=scripted_server.base_url)
+    )
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.generate_content(model="gemini-2.0-flash", contents="hi")
+    assert caught.value.code == 429 and scripted_server.hit_count() == 1
+    assert rk.retry_after(caught.value) == 30.0
+    assert rk.retry_after(caught.value.response) == 30.0  # the read httpx response
+
+
+def test_gemini_body_through_the_openai_sdk(scripted_server: ScriptedServer) -> None:
+    # Gemini's OpenAI-compatible endpoint sends the same body in a one-item list.
+    exc = openai_error(scripted_server, status=429, body=[gemini_body("1.5s")])
+    assert rk.retry_after(exc) == 1.5
+
+
+@pytest.mark.parametrize(
+    ("delay", "expected"),
+    [
+        ("30s", 30.0),
+        ("1.5s", 1.5),
+        ("0.5s", 0.5),
+        ("0s", 0.0),
+        ("0.000001s", 1e-6),
+        ({"seconds": 30, "nanos": 500_000_000}, 30.5),  # google.protobuf.Duration as a dict
+        ({"seconds": "2"}, 2.0),  # int64 in JSON is a string
+        ("-1s", None),
+        ("30", None),
+        ("soon", None),
+        ("1" * 40 + "s", None),  # bounded: long strings are not parsed
+        ({"seconds": -3}, None),
+        ({"seconds": "nan"}, None),
+        (None, None),
+        ([1, 2], None),
+    ],
+)
+def test_gemini_retry_delay_forms(delay: Any, expected: Optional[float]) -> None:
+    got = rk.retry_after(gemini_body(delay))
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"error": "x"}, {"error": {"details": "x"}}, {"error": {"details": [1, None, []]}}, []],
+)
+def test_odd_error_bodies_have_no_wait_and_never_raise(body: Any) -> None:
+    assert rk.retry_after(body) is None

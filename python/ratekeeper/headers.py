@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_tz
 from typing import Any, Optional
 
+from ._gemini import retry_delay
+
 __all__ = [
     "MAX_COUNT",
     "MAX_VALUE_LENGTH",
@@ -377,7 +379,8 @@ def retry_after(obj: Any, *, now: Optional[float] = None) -> Optional[float]:
     ``obj`` is an exception with ``.response`` (and maybe ``.body``), a
     response, or a headers mapping. ``retry-after-ms`` and ``retry-after``
     come first; then the reset headers of the exhausted budgets (the largest);
-    then OpenRouter's headers repeated in the JSON error body.
+    then OpenRouter's headers repeated in the JSON error body; then Gemini's
+    ``RetryInfo.retryDelay`` in the JSON error body (``obj`` may be that body).
 
     >>> retry_after({"Retry-After": "2"})
     2.0
@@ -387,4 +390,8 @@ def retry_after(obj: Any, *, now: Optional[float] = None) -> Optional[float]:
         body_headers = _body_headers(obj)
         if body_headers is not None:
             wait = _wait_from(read_limits(body_headers, now=now))
+    if wait is None:  # Gemini: RetryInfo.retryDelay in the JSON error body
+        wait = retry_delay(obj)
+        if wait is not None and wait > MAX_WAIT:
+            wait = None  # as absurd as any other wait past MAX_WAIT
     return wait
