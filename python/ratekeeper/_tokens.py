@@ -55,17 +55,19 @@ _OUTPUT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _PER_MESSAGE = 4
 _PER_REPLY = 3
 _MAX_DEPTH = 24
+_MAX_NODES = 200_000
 _WIDE = re.compile("[\u0800-\U0010ffff]+")  # 3- and 4-byte UTF-8: CJK, kana, Hangul, emoji...
 
 
 class _Tally:
     """What a walk over a request found: text to count, and tokens already known."""
 
-    __slots__ = ("fixed", "texts")
+    __slots__ = ("fixed", "nodes", "texts")
 
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.fixed = 0
+        self.nodes = 0  # values visited: a self-referencing request stops, never hangs
 
 
 def count_text(text: str, model: Any = None) -> int:
@@ -96,7 +98,7 @@ def _from_characters(text: str) -> int:
 def _json(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    except (TypeError, ValueError):  # a circular structure: count its text only
+    except (TypeError, ValueError, RecursionError):  # circular or too deep: not counted
         return ""
 
 
@@ -157,9 +159,10 @@ _PARTS: dict[str, Callable[[Mapping[str, Any], _Tally], None]] = {
 
 
 def _walk(value: Any, tally: _Tally, depth: int) -> None:
+    tally.nodes += 1
     if isinstance(value, str):
         tally.texts.append(value)
-    elif depth > _MAX_DEPTH:
+    elif depth > _MAX_DEPTH or tally.nodes > _MAX_NODES:
         return
     elif isinstance(value, Mapping):
         kind = value.get("type")
