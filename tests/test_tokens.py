@@ -255,7 +255,9 @@ def test_deep_or_odd_requests_never_raise() -> None:
     forked += [forked, forked]  # 2**depth paths if walked blindly
     odd = {"messages": [None, 3, {"role": "user", "content": b"bytes"}], "tools": {1, 2}}
     bodies = [{"messages": [deep]}, {"messages": [cyclic]}, odd, {"tools": [cyclic]}]
-    bodies += [{"messages": forked}, {"tools": [deep]}]
+    document: dict[str, Any] = {"type": "document", "source": {"type": "content"}}
+    document["source"]["content"] = [document, document]
+    bodies += [{"messages": forked}, {"tools": [deep]}, user([document])]
     started = time.perf_counter()
     for body in bodies:
         assert tokens.estimate(body).input >= 0

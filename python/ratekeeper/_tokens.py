@@ -102,7 +102,7 @@ def _json(value: Any) -> str:
         return ""
 
 
-def _image_url(part: Mapping[str, Any], tally: _Tally) -> None:
+def _image_url(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     image = part.get("image_url")
     url, detail = (
         (image.get("url"), image.get("detail"))
@@ -112,39 +112,39 @@ def _image_url(part: Mapping[str, Any], tally: _Tally) -> None:
     tally.fixed += _images.openai_image(url if isinstance(url, str) else None, detail)
 
 
-def _anthropic_image(part: Mapping[str, Any], tally: _Tally) -> None:
+def _anthropic_image(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     source = part.get("source")
     data = source.get("data") if isinstance(source, Mapping) else None
     tally.fixed += _images.anthropic_image(data if isinstance(data, str) else None)
 
 
-def _document(part: Mapping[str, Any], tally: _Tally) -> None:
+def _document(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     source = part.get("source")
     for key in ("title", "context"):
-        _walk(part.get(key), tally, 1)
+        _walk(part.get(key), tally, depth + 1)
     if not isinstance(source, Mapping):
         tally.fixed += _images.PDF_PAGE
     elif source.get("type") == "text":
-        _walk(source.get("data"), tally, 1)
+        _walk(source.get("data"), tally, depth + 1)
     elif source.get("type") == "content":
-        _walk(source.get("content"), tally, 1)
+        _walk(source.get("content"), tally, depth + 1)
     else:
         data = source.get("data")
         tally.fixed += _images.pdf_tokens(data if isinstance(data, str) else None)
 
 
-def _file(part: Mapping[str, Any], tally: _Tally) -> None:
+def _file(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     inner = part.get("file")
     holder = inner if isinstance(inner, Mapping) else part
     data = holder.get("file_data")
     tally.fixed += _images.pdf_tokens(data if isinstance(data, str) else None)
 
 
-def _as_json(part: Mapping[str, Any], tally: _Tally) -> None:
+def _as_json(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     tally.texts.append(_json(part))
 
 
-_PARTS: dict[str, Callable[[Mapping[str, Any], _Tally], None]] = {
+_PARTS: dict[str, Callable[[Mapping[str, Any], _Tally, int], None]] = {
     "image_url": _image_url,
     "input_image": _image_url,
     "image": _anthropic_image,
@@ -168,7 +168,7 @@ def _walk(value: Any, tally: _Tally, depth: int) -> None:
         kind = value.get("type")
         handler = _PARTS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
-            handler(value, tally)
+            handler(value, tally, depth)
             return
         if "role" in value:
             tally.fixed += _PER_MESSAGE
