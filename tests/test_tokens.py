@@ -251,9 +251,17 @@ def test_deep_or_odd_requests_never_raise() -> None:
         deep = {"content": deep}
     cyclic: dict[str, Any] = {"content": []}
     cyclic["content"].append(cyclic)
+    forked: list[Any] = []
+    forked += [forked, forked]  # 2**depth paths if walked blindly
     odd = {"messages": [None, 3, {"role": "user", "content": b"bytes"}], "tools": {1, 2}}
-    for body in ({"messages": [deep]}, {"messages": [cyclic]}, odd, {"tools": [cyclic]}):
+    bodies = [{"messages": [deep]}, {"messages": [cyclic]}, odd, {"tools": [cyclic]}]
+    document: dict[str, Any] = {"type": "document", "source": {"type": "content"}}
+    document["source"]["content"] = [document, document]
+    bodies += [{"messages": forked}, {"tools": [deep]}, user([document])]
+    started = time.perf_counter()
+    for body in bodies:
         assert tokens.estimate(body).input >= 0
+    assert time.perf_counter() - started < 10.0
 
 
 # -- tiktoken --------------------------------------------------------------------
@@ -271,13 +279,14 @@ def byte_encoding(name: str) -> tiktoken.Encoding:
 def test_tiktoken_counts_openai_models_when_its_encoding_is_loaded() -> None:
     encoding = byte_encoding("o200k_base")
     tokens.set_encoding("o200k_base", encoding)
+    tokens.set_encoding("cl100k_base", None)  # gpt-4's: off, so no download is tried
     text = "abab cd " * 50
     exact = len(encoding.encode_ordinary(text))
     assert exact == 5 * 50 + 50 - 1 + 1  # every "ab" one token, other bytes one each
     for model in ("gpt-4o-mini", "gpt-4.1", "o3-mini", "gpt-5", "openai/gpt-4o"):
         body = {"model": model, "messages": [{"role": "user", "content": text}]}
         assert tokens.estimate(body).input == exact + 7
-    # gpt-4 uses cl100k_base (not given here), Claude no tiktoken encoding at all.
+    # gpt-4 uses cl100k_base (turned off here), Claude no tiktoken encoding at all.
     for model in ("gpt-4-turbo", "claude-sonnet-4"):
         body = {"model": model, "messages": [{"role": "user", "content": text}]}
         assert tokens.estimate(body).input == tokens.count_text(text) + 7 != exact + 7

@@ -55,17 +55,19 @@ _OUTPUT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _PER_MESSAGE = 4
 _PER_REPLY = 3
 _MAX_DEPTH = 24
+_MAX_NODES = 200_000
 _WIDE = re.compile("[\u0800-\U0010ffff]+")  # 3- and 4-byte UTF-8: CJK, kana, Hangul, emoji...
 
 
 class _Tally:
     """What a walk over a request found: text to count, and tokens already known."""
 
-    __slots__ = ("fixed", "texts")
+    __slots__ = ("fixed", "nodes", "texts")
 
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.fixed = 0
+        self.nodes = 0  # values visited: a self-referencing request stops, never hangs
 
 
 def count_text(text: str, model: Any = None) -> int:
@@ -96,11 +98,11 @@ def _from_characters(text: str) -> int:
 def _json(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    except (TypeError, ValueError):  # a circular structure: count its text only
+    except (TypeError, ValueError, RecursionError):  # circular or too deep: not counted
         return ""
 
 
-def _image_url(part: Mapping[str, Any], tally: _Tally) -> None:
+def _image_url(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     image = part.get("image_url")
     url, detail = (
         (image.get("url"), image.get("detail"))
@@ -110,39 +112,39 @@ def _image_url(part: Mapping[str, Any], tally: _Tally) -> None:
     tally.fixed += _images.openai_image(url if isinstance(url, str) else None, detail)
 
 
-def _anthropic_image(part: Mapping[str, Any], tally: _Tally) -> None:
+def _anthropic_image(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     source = part.get("source")
     data = source.get("data") if isinstance(source, Mapping) else None
     tally.fixed += _images.anthropic_image(data if isinstance(data, str) else None)
 
 
-def _document(part: Mapping[str, Any], tally: _Tally) -> None:
+def _document(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     source = part.get("source")
     for key in ("title", "context"):
-        _walk(part.get(key), tally, 1)
+        _walk(part.get(key), tally, depth + 1)
     if not isinstance(source, Mapping):
         tally.fixed += _images.PDF_PAGE
     elif source.get("type") == "text":
-        _walk(source.get("data"), tally, 1)
+        _walk(source.get("data"), tally, depth + 1)
     elif source.get("type") == "content":
-        _walk(source.get("content"), tally, 1)
+        _walk(source.get("content"), tally, depth + 1)
     else:
         data = source.get("data")
         tally.fixed += _images.pdf_tokens(data if isinstance(data, str) else None)
 
 
-def _file(part: Mapping[str, Any], tally: _Tally) -> None:
+def _file(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     inner = part.get("file")
     holder = inner if isinstance(inner, Mapping) else part
     data = holder.get("file_data")
     tally.fixed += _images.pdf_tokens(data if isinstance(data, str) else None)
 
 
-def _as_json(part: Mapping[str, Any], tally: _Tally) -> None:
+def _as_json(part: Mapping[str, Any], tally: _Tally, depth: int) -> None:
     tally.texts.append(_json(part))
 
 
-_PARTS: dict[str, Callable[[Mapping[str, Any], _Tally], None]] = {
+_PARTS: dict[str, Callable[[Mapping[str, Any], _Tally, int], None]] = {
     "image_url": _image_url,
     "input_image": _image_url,
     "image": _anthropic_image,
@@ -157,15 +159,16 @@ _PARTS: dict[str, Callable[[Mapping[str, Any], _Tally], None]] = {
 
 
 def _walk(value: Any, tally: _Tally, depth: int) -> None:
+    tally.nodes += 1
     if isinstance(value, str):
         tally.texts.append(value)
-    elif depth > _MAX_DEPTH:
+    elif depth > _MAX_DEPTH or tally.nodes > _MAX_NODES:
         return
     elif isinstance(value, Mapping):
         kind = value.get("type")
         handler = _PARTS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
-            handler(value, tally)
+            handler(value, tally, depth)
             return
         if "role" in value:
             tally.fixed += _PER_MESSAGE

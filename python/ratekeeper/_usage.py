@@ -10,6 +10,7 @@ server-sent-events body, read as they arrive by :class:`StreamUsage`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -121,17 +122,17 @@ def from_stream_item(item: Any, seen: Optional[Tokens]) -> Optional[Tokens]:
     return found if found is not None else seen
 
 
-# A stream's events are scanned for these bytes before any JSON is parsed:
-# content deltas, the bulk of a stream, carry none of them and cost a search.
-_MARKERS = (b'"usage', b"usageMetadata", b'"message_start"')
+# A stream's bytes are searched for a usage object before any JSON is parsed:
+# content deltas, the bulk of a stream, carry none (or ``"usage": null``).
+_USAGE = re.compile(rb'"usage(?:Metadata)?"\s*:\s*\{')
 _MAX_EVENT = 8 * 1024 * 1024  # an event line longer than this is skipped, not buffered
 
 
 class StreamUsage:
     """Reads the usage out of a server-sent-events body, fed as its bytes arrive.
 
-    Only events that can carry usage are parsed, so feeding a long stream
-    costs little more than a byte search per chunk.
+    Only the lines that carry a ``usage`` object are parsed, so feeding a
+    long stream costs one search per chunk.
 
     >>> reader = StreamUsage()
     >>> reader.feed(b'data: {"choices": []}\\n\\ndata: {"usage": {"prompt_tokens": 4, ')
@@ -145,22 +146,18 @@ class StreamUsage:
     def __init__(self) -> None:
         self.tokens: Optional[Tokens] = None
         self._pending = b""
-        self._skipping = False
+        self._skipping = False  # inside an oversized line: drop up to its end
 
     def feed(self, chunk: bytes) -> None:
         """Takes the next bytes of the body (any split: lines may span chunks)."""
         data = self._pending + chunk if self._pending else chunk
+        last = data.rfind(b"\n")
         start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            if self._skipping:
-                self._skipping = False
-            else:
-                self._line(data[start:end])
-            start = end + 1
-        rest = data[start:]
+        if last >= 0 and self._skipping:
+            start, self._skipping = data.find(b"\n") + 1, False
+        if last >= 0 and start <= last:
+            self._scan(data, start, last)
+        rest = data[last + 1 :]
         if len(rest) > _MAX_EVENT:
             rest, self._skipping = b"", True
         self._pending = rest
@@ -168,11 +165,28 @@ class StreamUsage:
     def close(self) -> None:
         """The body ended: reads a last line that had no newline."""
         if self._pending and not self._skipping:
-            self._line(self._pending)
+            self._scan(self._pending, 0, len(self._pending))
         self._pending = b""
 
+    def _scan(self, data: bytes, start: int, end: int) -> None:
+        # Each hit's whole line, in order (an Anthropic message_start comes
+        # before its message_delta); ``at`` is always at a line's start.
+        at = start
+        while at < end:
+            hit = data.find(b'"usage', at, end)  # a plain search first: most chunks stop here
+            found = None if hit < 0 else _USAGE.search(data, hit, end)
+            if found is None:
+                return
+            hit = found.start()
+            line_start = data.rfind(b"\n", at, hit) + 1 or at
+            line_end = data.find(b"\n", hit, end)
+            if line_end < 0:
+                line_end = end
+            self._line(data[line_start:line_end])
+            at = line_end + 1
+
     def _line(self, line: bytes) -> None:
-        if not line.startswith(b"data:") or not any(m in line for m in _MARKERS):
+        if not line.startswith(b"data:"):
             return
         try:
             event = json.loads(line[5:])
