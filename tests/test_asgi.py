@@ -18,7 +18,10 @@ from redis_server import free_port, wait_for_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 import ratekeeper as rk
 
@@ -80,7 +83,7 @@ def test_bad_limits_are_refused_at_once(counted: Counted) -> None:
         rk.asgi.RateLimitMiddleware(counted.handler, rate=0, capacity=1)  # type: ignore[arg-type]
 
 
-async def test_non_http_scopes_pass_through() -> None:
+async def test_lifespan_scopes_pass_through() -> None:
     seen: list[str] = []
 
     async def app(scope: object, receive: object, send: object) -> None:
@@ -89,8 +92,7 @@ async def test_non_http_scopes_pass_through() -> None:
     limited = rk.asgi.RateLimitMiddleware(app, rate=0.001, capacity=1)  # type: ignore[arg-type]
     for _ in range(3):
         await limited({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
-        await limited({"type": "websocket", "client": ("1.2.3.4", 1)}, None, None)  # type: ignore[arg-type]
-    assert seen == ["lifespan", "websocket"] * 3
+    assert seen == ["lifespan"] * 3
 
 
 def test_two_uvicorn_workers_sharing_redis_share_one_budget(
@@ -150,3 +152,120 @@ def test_two_uvicorn_workers_sharing_redis_share_one_budget(
             server.terminate()
         for server in servers:
             server.wait(15)
+
+
+# -- websockets, key functions that fail, idle time ------------------------------
+
+
+def api_key(scope: dict) -> str:
+    return dict(scope["headers"])[b"x-api-key"].decode()  # KeyError without the header
+
+
+class Echo:
+    """A Starlette app with an HTTP route and a websocket echo; counts what reaches it."""
+
+    def __init__(self) -> None:
+        self.http_calls = 0
+        self.sockets = 0
+
+    async def http(self, request: Request) -> PlainTextResponse:
+        self.http_calls += 1
+        return PlainTextResponse("ok")
+
+    async def echo(self, websocket: WebSocket) -> None:
+        self.sockets += 1
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[Route("/", self.http), WebSocketRoute("/ws", self.echo)],
+        )
+
+
+@pytest.fixture
+def echo() -> Echo:
+    return Echo()
+
+
+@pytest.fixture
+def echo_server(echo: Echo) -> Iterator[str]:
+    yield from serve(rk.asgi.RateLimitMiddleware(echo.app(), rate=0.1, capacity=2, key=api_key))
+
+
+def ws_url(server: str) -> str:
+    return server.replace("http://", "ws://") + "/ws"
+
+
+def test_websocket_connections_are_limited(echo_server: str, echo: Echo) -> None:
+    url = ws_url(echo_server)
+    for _ in range(2):
+        with ws_connect(url, additional_headers={"x-api-key": "alice"}) as socket:
+            assert socket.response.headers["x-ratelimit-limit"] == "2"
+            socket.send("hi")
+            assert socket.recv(timeout=5) == "hi"
+    with ws_connect(url, additional_headers={"x-api-key": "alice"}) as socket:
+        assert 1 <= int(socket.response.headers["retry-after"]) <= 10
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+    assert closed.value.rcvd.reason == "Rate limit exceeded"
+    assert echo.sockets == 2  # the app never saw the third
+    with ws_connect(url, additional_headers={"x-api-key": "bob"}) as socket:
+        socket.send("bob here")
+        assert socket.recv(timeout=5) == "bob here"
+    # HTTP requests and websockets of one client draw on one budget.
+    with httpx.Client(base_url=echo_server) as client:
+        assert client.get("/", headers={"x-api-key": "alice"}).status_code == 429
+        assert client.get("/", headers={"x-api-key": "bob"}).status_code == 200
+
+
+def test_a_key_function_that_raises_gives_a_400_not_a_500(echo_server: str, echo: Echo) -> None:
+    with httpx.Client(base_url=echo_server) as client:
+        reply = client.get("/")  # no x-api-key header: the key function raises KeyError
+    assert reply.status_code == 400
+    assert reply.json() == {"error": {"code": 400, "message": "Could not identify the client"}}
+    assert echo.http_calls == 0
+    with ws_connect(ws_url(echo_server)) as socket, pytest.raises(ConnectionClosed) as closed:
+        socket.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        1008,
+        "Could not identify the client",
+    )
+    assert echo.sockets == 0
+
+
+async def test_a_key_of_none_is_refused_and_other_keys_are_spelled_as_text() -> None:
+    seen: list[object] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        seen.append(scope)
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    limited = rk.asgi.RateLimitMiddleware(app, rate=1, capacity=1, key=lambda scope: None)  # type: ignore[arg-type]
+    await limited({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400 and not seen
+    numbered = rk.asgi.RateLimitMiddleware(app, rate=1, capacity=1, key=lambda scope: 7)  # type: ignore[arg-type]
+    await numbered({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
+    assert len(seen) == 1
+
+
+def test_the_idle_time_per_client_is_configurable(echo: Echo) -> None:
+    limited = rk.asgi.RateLimitMiddleware(echo.app(), rate=1, capacity=5, idle_timeout=30.0)
+    assert limited.idle_timeout == 30.0
+    assert rk.asgi.RateLimitMiddleware(echo.app(), rate=1, capacity=5).idle_timeout == 600.0
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="idle_timeout"):
+            rk.asgi.RateLimitMiddleware(echo.app(), rate=1, capacity=5, idle_timeout=bad)
+
+
+def test_a_key_that_is_not_callable_is_refused_at_once(echo: Echo) -> None:
+    with pytest.raises(TypeError, match="key"):
+        rk.asgi.RateLimitMiddleware(echo.app(), rate=1, capacity=5, key="x-api-key")  # type: ignore[arg-type]

@@ -7,6 +7,15 @@ app never sees it. Every response, granted or not, carries
 ``Retry-After``. Buckets are per key, in process (``KeyedLimiter``) or
 shared by every worker through Redis (``backend=RedisBackend(...)``).
 
+A websocket connection costs one request when it opens: over the limit, it
+is accepted and at once closed with code 1008 (policy violation) and the
+reason ``Rate limit exceeded`` before the app runs (a close before the
+accept would reach the client as a bare HTTP 403, without the code). A key
+function that raises (or returns ``None``) means the client cannot be told
+apart: HTTP answers 400 with a JSON error, a websocket is closed with 1008;
+the app never runs, and the exception's text (it may quote a header) is
+never sent.
+
 >>> # app = RateLimitMiddleware(Starlette(routes=routes), rate=10, capacity=20)
 """
 
@@ -29,6 +38,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BODY = json.dumps({"error": {"code": 429, "message": "Rate limit exceeded"}}).encode()
+_UNIDENTIFIED = "Could not identify the client"
+_UNIDENTIFIED_BODY = json.dumps({"error": {"code": 400, "message": _UNIDENTIFIED}}).encode()
+_POLICY_VIOLATION = 1008  # the websocket close code for both refusals
 # Redis-backed buckets kept per key; past this many the cache starts over
 # (a bucket object is only a handle: its state lives in Redis).
 _MAX_CACHED_BUCKETS = 10_000
@@ -49,7 +61,10 @@ class RateLimitMiddleware:
 
     ``key`` maps the ASGI scope to a client identity (default: client IP; an
     API-key header is the common choice). With ``backend``, all workers share
-    one budget per key through Redis.
+    one budget per key through Redis. ``idle_timeout`` (seconds) is how long
+    an in-process client's bucket is kept after its last request; a client
+    back after that starts with a full bucket, which it would have anyway
+    once ``capacity / rate`` seconds have passed.
 
     >>> app = RateLimitMiddleware(app, rate=10, capacity=20)  # doctest: +SKIP
     """
@@ -62,36 +77,57 @@ class RateLimitMiddleware:
         capacity: float,
         key: Optional[Callable[[Scope], str]] = None,
         backend: Optional[RedisBackend] = None,
+        idle_timeout: float = 600.0,
     ) -> None:
+        if key is not None and not callable(key):
+            raise TypeError(f"key must be a function of the ASGI scope, got {type(key).__name__}")
         self.app = app
         self.key = key or client_ip
         self.backend = backend
-        self.rate = float(rate)
-        self.capacity = float(capacity)
-        # Validates rate and capacity (ValueError naming them) at once.
-        self._local = KeyedLimiter(rate, capacity)
+        # Validates rate, capacity and idle_timeout (ValueError naming them) at once.
+        self._local = KeyedLimiter(rate, capacity, idle_timeout=idle_timeout)
+        self.rate = self._local.rate
+        self.capacity = self._local.capacity
+        self.idle_timeout = self._local.idle_timeout
         self._shared: dict[str, RedisTokenBucket] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)  # lifespan, websocket: not ours
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan: not ours
             return
-        granted, retry_after, remaining, reset = await self._check(self.key(scope))
+        client = self._client_of(scope)
+        if client is None:
+            await _refuse(kind, receive, send, [], 400, _UNIDENTIFIED)
+            return
+        granted, retry_after, remaining, reset = await self._check(client)
         headers = [
             (b"x-ratelimit-limit", _number(self.capacity)),
             (b"x-ratelimit-remaining", str(max(0, math.floor(remaining))).encode()),
             (b"x-ratelimit-reset", str(math.ceil(reset)).encode()),
         ]
         if not granted:
-            await _reject(send, headers, retry_after)
+            headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+            await _refuse(kind, receive, send, headers, 429, "Rate limit exceeded")
             return
+        first = "http.response.start" if kind == "http" else "websocket.accept"
 
         async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == first:
                 message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _client_of(self, scope: Scope) -> Optional[str]:
+        """The client's key, or None when the key function cannot tell (raises, or says None)."""
+        try:
+            client = self.key(scope)
+        except Exception:
+            return None
+        if client is None:
+            return None
+        return client if isinstance(client, str) else str(client)
 
     async def _check(self, key: str) -> tuple[bool, float, float, float]:
         """``(granted, retry_after, remaining, reset)`` for one request of ``key``."""
@@ -114,17 +150,32 @@ def _number(value: float) -> bytes:
     return (str(int(value)) if value == int(value) else repr(value)).encode()
 
 
-async def _reject(send: Send, headers: list[tuple[bytes, bytes]], retry_after: float) -> None:
+async def _refuse(
+    kind: str,
+    receive: Receive,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+    status: int,
+    message: str,
+) -> None:
+    """Answers ``status`` over HTTP, or closes a websocket with 1008; the app never runs."""
+    if kind == "websocket":
+        opening = await receive()
+        if opening["type"] != "websocket.connect":
+            return  # the client left before its handshake was answered
+        await send({"type": "websocket.accept", "headers": headers})
+        await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": message})
+        return
+    body = _BODY if status == 429 else _UNIDENTIFIED_BODY
     await send(
         {
             "type": "http.response.start",
-            "status": 429,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(_BODY)).encode()),
-                (b"retry-after", str(max(1, math.ceil(retry_after))).encode()),
+                (b"content-length", str(len(body)).encode()),
                 *headers,
             ],
         }
     )
-    await send({"type": "http.response.body", "body": _BODY})
+    await send({"type": "http.response.body", "body": body})
