@@ -123,8 +123,12 @@ class MockProvider:
         return self
 
     def _bind(self) -> tuple[socket.socket, uvicorn.Server]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets
+        # that say they are TCP, and without it every kept-alive answer waits
+        # ~40 ms for the client's delayed ACK (Nagle). Accepted sockets inherit it.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((self.host, self._port))
         config = uvicorn.Config(
             create_app(self._state),
