@@ -19,7 +19,7 @@ lint: install
 	bash .ci/lint.sh
 
 demo:
-	RK_SKIP_REDIS=1 bash .ci/install.sh
+	RK_SKIP_REDIS=1 RK_SKIP_CHROMIUM=1 bash .ci/install.sh
 	$(VENV)/bin/ratekeeper demo
 
 bench: install

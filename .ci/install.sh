@@ -18,6 +18,18 @@ if [ "${RK_SKIP_REDIS:-0}" != "1" ] && { ! command -v redis-server >/dev/null ||
     apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 
+# The batch report's test opens the page in a real headless browser.
+if [ "${RK_SKIP_CHROMIUM:-0}" != "1" ] && ! command -v chromium >/dev/null; then
+    echo "== installing chromium (Debian)"
+    if [ "$(id -u)" != "0" ]; then
+        echo "chromium is missing and installing it needs root: run 'sudo apt-get install chromium' first" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     echo "== creating $VENV"
     python3 -m venv "$VENV"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,25 +21,33 @@ class BatchSummary:
     rpm: Optional[float] = None
     tpm: Optional[float] = None
     burst: Optional[float] = None
+    kind: str = "simple"
+    provider: str = "openai"
     total: int = 0
     skipped: int = 0
     ok: int = 0
     failed: int = 0
+    invalid: int = 0
     cancelled: int = 0
     sent: int = 0
     tokens: int = 0
     http_requests: int = 0
     rate_limited: int = 0
+    retries: int = 0
     wall: float = 0.0
     interrupted: bool = False
-
-    @property
-    def retries(self) -> int:
-        """HTTP attempts beyond the first of each request."""
-        return max(0, self.http_requests - self.sent)
+    stopped: str = ""
+    exit_status: int = 0
+    dry_run: str = ""
+    learned: dict[str, float] = field(default_factory=dict)
+    # One row per HTTP attempt: (began, ended) in seconds from the start, status, error,
+    # tokens, and whether a retry followed.
+    attempts: list[tuple[float, float, Optional[int], str, int, bool]] = field(default_factory=list)
+    # One row per line finished: (id, seconds from first try to result, attempts, outcome).
+    lines: list[tuple[Any, float, int, str]] = field(default_factory=list)
 
     def count(self, status: str, attempts: int) -> None:
-        """Counts one finished line.
+        """Counts one finished line: ``ok``, ``error``, ``invalid`` or ``cancelled``.
 
         >>> BatchSummary().count("ok", attempts=1)
         """
@@ -46,21 +55,49 @@ class BatchSummary:
             self.ok += 1
         elif status == "error":
             self.failed += 1
+        elif status == "invalid":
+            self.invalid += 1
         else:
             self.cancelled += 1
         if attempts:
             self.sent += 1
 
-    def add_usage(self, response: dict[str, Any]) -> None:
-        """Adds a response's tokens (OpenAI ``total_tokens`` or Anthropic input + output).
+    def to_dict(self) -> dict[str, Any]:
+        """What ``--summary-json`` writes: the counts, limits, rates and latency percentiles.
 
-        >>> BatchSummary().add_usage({"usage": {"total_tokens": 42}})
+        >>> BatchSummary(ok=2).to_dict()["ok"]
+        2
         """
-        usage = response.get("usage") or {}
-        total = usage.get("total_tokens")
-        if total is None:
-            total = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
-        self.tokens += int(total or 0)
+        minutes = max(self.wall, 1e-9) / 60.0
+        keys = [
+            "kind",
+            "provider",
+            "total",
+            "skipped",
+            "ok",
+            "failed",
+            "invalid",
+            "cancelled",
+            "sent",
+            "tokens",
+            "http_requests",
+            "rate_limited",
+            "retries",
+            "interrupted",
+            "stopped",
+            "exit_status",
+            "learned",
+        ]
+        data: dict[str, Any] = {key: getattr(self, key) for key in keys}
+        data.update(
+            wall_seconds=round(self.wall, 3),
+            limits={"rpm": self.rpm, "tpm": self.tpm, "burst": self.burst},
+            requests_per_minute=round(self.sent / minutes, 1),
+            tokens_per_minute=round(self.tokens / minutes, 1),
+            ideal_seconds=round(self.ideal_seconds(self.sent, self.tokens), 3),
+            latency_seconds=latency_percentiles([row[1] - row[0] for row in self.attempts]),
+        )
+        return data
 
     def ideal_seconds(self, requests: int, tokens: int = 0) -> float:
         """The least time the limits allow for these requests and tokens (buckets start full).
@@ -84,7 +121,8 @@ class BatchSummary:
         minutes = max(self.wall, 1e-9) / 60.0
         lines = [
             f"ratekeeper batch: {self.ok + self.failed + self.cancelled} line(s) in "
-            f"{self.wall:.1f} s: {self.ok} ok, {self.failed} failed, {self.cancelled} cancelled"
+            f"{self.wall:.1f} s: {self.ok} ok, {self.failed} failed, {self.invalid} invalid, "
+            f"{self.cancelled} cancelled"
             + (f", {self.skipped} already done (skipped)" if self.skipped else "")
             + (" (interrupted)" if self.interrupted else ""),
             f"  tokens: {self.tokens:,}",
@@ -100,10 +138,29 @@ class BatchSummary:
             )
         lines.append(
             f"  HTTP requests: {self.http_requests}; retries: {self.retries}; "
-            f"429s seen: {self.rate_limited}; failures: {self.failed}"
+            f"429s seen: {self.rate_limited}; failures: {self.failed + self.invalid}"
         )
+        if self.stopped:
+            lines.append(f"  stopped early: {self.stopped}")
         lines.append(f"  results: {output}")
         return "\n".join(lines)
+
+
+def latency_percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99 and max of ``values`` (nearest rank), in seconds; empty when none.
+
+    >>> latency_percentiles([1.0, 2.0, 3.0, 4.0])["p50"]
+    2.0
+    """
+    if not values:
+        return {}
+    ordered = sorted(values)
+    result = {}
+    for name, q in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99)):
+        rank = max(1, math.ceil(q * len(ordered)))
+        result[name] = round(ordered[rank - 1], 4)
+    result["max"] = round(ordered[-1], 4)
+    return result
 
 
 def _limit(value: Optional[float], unit: str) -> str:

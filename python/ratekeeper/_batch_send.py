@@ -1,74 +1,229 @@
-"""The one place ``ratekeeper batch`` talks to a provider: a wrapped SDK client and one call.
+"""The one place ``ratekeeper batch`` talks to a provider: one request, its retries, its key.
 
-The client is the provider's async SDK client on an httpx client whose event
-hooks see every HTTP attempt (that is how the batch counts retries and 429s
-without reaching into the wrapper), wrapped by ``rk.wrap`` with a
-``rk.Limiter`` built from the options.
+The batch sends each line's body as it is (no SDK in between, so any field
+the provider accepts passes through and the answer is the provider's own
+JSON), over one ``httpx.AsyncClient`` whose connections stay open. Pacing is
+an ``rk.Limiter``; a 429 pauses it for every worker (the server's
+``Retry-After`` when given, else the backoff); 5xx, timeouts and dropped
+connections are retried with ``rk.Backoff``. Each attempt is reported to
+``on_attempt`` (for the progress bar, the summary and the report).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Callable
+import asyncio
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+from urllib.parse import urlparse
 
-if TYPE_CHECKING:
-    from .batch import BatchOptions
+import httpx
 
-Hook = Callable[[Any], Awaitable[None]]
+from . import Backoff, Limiter, read_limits, retry_after
+from ._batch_formats import BatchInputError, Job, Outcome, usage_tokens
 
-_OPENROUTER_URL = "https://openrouter.ai/api/v1"
-
-
-def make_client(
-    options: BatchOptions, api_key: str, on_request: Hook, on_response: Hook
-) -> tuple[Any, Callable[[], Awaitable[None]]]:
-    """The rate-limited async client for ``options.provider``, and how to close it."""
-    import httpx
-
-    from . import Limiter, wrap
-
-    hooks = {"request": [on_request], "response": [on_response]}
-    # As many connections as requests in flight: no request queues in httpx's pool.
-    limits: Any = httpx.Limits(
-        max_connections=options.concurrency + 8, max_keepalive_connections=options.concurrency + 8
-    )
-    base_url = options.base_url
-    raw: Any
-    if options.provider == "anthropic":
-        import anthropic
-
-        if base_url and base_url.rstrip("/").endswith("/v1"):
-            # The Anthropic SDK appends /v1/messages itself.
-            base_url = base_url.rstrip("/")[: -len("/v1")]
-        http = anthropic.DefaultAsyncHttpxClient(event_hooks=hooks, limits=limits)
-        raw = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, http_client=http, max_retries=0
-        )
-    else:
-        import openai
-
-        if options.provider == "openrouter" and base_url is None:
-            base_url = _OPENROUTER_URL
-        http = openai.DefaultAsyncHttpxClient(event_hooks=hooks, limits=limits)
-        raw = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, http_client=http, max_retries=0
-        )
-    limiter = Limiter(
-        rpm=options.rpm, tpm=options.tpm, burst=options.burst, concurrency=options.concurrency
-    )
-    client = wrap(raw, limiter)
-
-    async def close() -> None:
-        await raw.close()
-
-    return client, close
+DEFAULT_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+KEY_VARIABLES = {
+    "openai": "OPENAI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+}
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Answers that mean "the provider is not well": they feed the safety stop.
+_DOWN_STATUSES = frozenset({500, 502, 503, 504, 520, 521, 522, 524, 529})
+_RETRY_STATUSES = _DOWN_STATUSES | {408, 409, 429}
+MAX_SERVER_WAIT = 120.0
 
 
-async def send_request(client: Any, provider: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Sends one request body; returns the response as JSON-ready data."""
+def provider_of(kind: str, provider: str, base_url: Optional[str]) -> str:
+    """Which provider a file of ``kind`` goes to: Anthropic lines to Anthropic, else ``provider``.
+
+    >>> provider_of("openai", "openai", "https://openrouter.ai/api/v1")
+    'openrouter'
+    """
+    if kind == "anthropic":
+        return "anthropic"
+    host = (urlparse(base_url).hostname or "") if base_url else ""
+    if provider == "openai" and (host == "openrouter.ai" or host.endswith(".openrouter.ai")):
+        return "openrouter"
+    return provider
+
+
+def resolve_key(
+    provider: str, base_url: Optional[str], environ: Optional[Mapping[str, str]] = None
+) -> str:
+    """The key for ``provider``, from its own variable only; a placeholder for local servers.
+
+    ``OPENROUTER_API_KEY`` goes only to OpenRouter; ``OPENAI_API_KEY`` to
+    OpenAI or to a ``--base-url`` the user gave (OpenRouter included).
+
+    >>> resolve_key("openai", "http://127.0.0.1:8000/v1", {})
+    'ratekeeper-local'
+    """
+    env = os.environ if environ is None else environ
+    names = [KEY_VARIABLES[provider]]
+    if provider == "openrouter" and base_url:
+        names.append("OPENAI_API_KEY")
+    for name in names:
+        if env.get(name):
+            return env[name]
+    if base_url and urlparse(base_url).hostname in _LOCAL_HOSTS:
+        return "ratekeeper-local"
+    raise BatchInputError(f"no API key: set {' or '.join(names)}")
+
+
+def endpoint(provider: str, base_url: Optional[str], path: str) -> str:
+    """The full URL of ``path`` (``/v1/...``) at the provider or the user's base URL.
+
+    >>> endpoint("openai", None, "/v1/embeddings")
+    'https://api.openai.com/v1/embeddings'
+    """
+    base = (base_url or DEFAULT_URLS[provider]).rstrip("/")
     if provider == "anthropic":
-        response = await client.messages.create(**body)
-    else:
-        response = await client.chat.completions.create(**body)
-    data: dict[str, Any] = response.to_dict()
-    return data
+        base = base[: -len("/v1")] if base.endswith("/v1") else base
+        return base + path
+    return base + path[len("/v1") :]
+
+
+def auth_headers(provider: str, api_key: str) -> dict[str, str]:
+    """The key in the header that provider reads, and the JSON content type."""
+    if provider == "anthropic":
+        return {
+            "x-api-key": api_key,
+            "anthropic-version": "2023-06-01",
+            "content-type": "application/json",
+        }
+    return {"authorization": f"Bearer {api_key}", "content-type": "application/json"}
+
+
+# (began, ended, HTTP status or None, error kind or "", tokens used, a retry follows)
+Attempt = Callable[[float, float, Optional[int], str, int, bool], None]
+
+
+class ProviderDown(Exception):
+    """Too many attempts in a row found the provider down: the batch stops."""
+
+
+class Sender:
+    """Sends jobs: limiter, retries, the safety stop's count of failures in a row."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: Optional[str],
+        api_key: str,
+        rpm: Optional[float],
+        tpm: Optional[float],
+        burst: Optional[float],
+        concurrency: int,
+        max_retries: int,
+        timeout: float,
+        stop_after: int,
+        on_attempt: Attempt,
+    ) -> None:
+        self.provider, self.base_url = provider, base_url
+        self.headers = auth_headers(provider, api_key)
+        self.rpm, self.tpm, self.burst = rpm, tpm, burst
+        self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
+        self.learned: dict[str, float] = {}
+        self.max_retries, self.stop_after = max_retries, stop_after
+        self.backoff = Backoff(base=0.5, max_delay=20.0)
+        self.down_in_a_row = 0
+        self.on_attempt = on_attempt
+        self.stopping: Callable[[], bool] = lambda: False
+        pool = concurrency + 8
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def _learn(self, headers: httpx.Headers) -> None:
+        """Adopts the limits the server states for the budgets the user did not give (once)."""
+        limits = read_limits(headers)
+        rpm = self.rpm or limits.requests_limit
+        tpm = self.tpm or limits.tokens_limit
+        if (rpm, tpm) == (self.rpm, self.tpm):
+            return
+        self.learned = {k: v for k, v in (("rpm", rpm), ("tpm", tpm)) if v}
+        self.rpm, self.tpm = rpm, tpm
+        self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=self.burst if self.rpm else None)
+
+    async def send(self, job: Job, in_flight: list[bool]) -> Outcome:
+        """Sends ``job`` until it succeeds, fails for good, or runs out of retries."""
+        assert job.body is not None
+        url = endpoint(self.provider, self.base_url, job.url)
+        payload = json.dumps(job.body).encode()
+        outcome = Outcome(started_at=time.time())
+        started = time.monotonic()
+        for attempt in range(self.max_retries + 1):
+            tokens = min(job.tokens, self.tpm) if self.tpm else 0
+            permit = await self.limiter.acquire_async(tokens)
+            begun = time.monotonic()
+            in_flight[0] = True
+            try:
+                outcome = await self._attempt(url, payload, outcome)
+            finally:
+                in_flight[0] = False
+                permit.release()
+            outcome.attempts = attempt + 1
+            outcome.elapsed = time.monotonic() - started
+            wait = self._settle(outcome, permit, begun, attempt)
+            if wait is None:
+                break
+            await asyncio.sleep(wait)
+        return outcome
+
+    async def _attempt(self, url: str, payload: bytes, outcome: Outcome) -> Outcome:
+        try:
+            response = await self.client.post(url, content=payload, headers=self.headers)
+        except httpx.TimeoutException as exc:
+            return Outcome(
+                None, None, None, "timeout", f"timed out: {exc!r}", 0, outcome.started_at
+            )
+        except httpx.HTTPError as exc:
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return Outcome(None, None, None, "connection_error", message, 0, outcome.started_at)
+        try:
+            body: Any = json.loads(response.content)
+        except ValueError:
+            body = response.text
+        request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
+        result = Outcome(response.status_code, body, request_id, started_at=outcome.started_at)
+        result.headers = response.headers
+        return result
+
+    def _settle(self, outcome: Outcome, permit: Any, begun: float, attempt: int) -> Optional[float]:
+        """Reports the attempt; returns how long to wait before the next one, or None: done."""
+        status, headers = outcome.status, outcome.headers
+        tokens = usage_tokens(outcome.body) if outcome.ok else 0
+        if headers is not None:
+            if not self.learned and (self.rpm is None or self.tpm is None):
+                self._learn(headers)
+            self.limiter.update_from_headers(headers)
+        if outcome.ok and self.tpm:
+            permit.reconcile(tokens)
+        down = status is None or status in _DOWN_STATUSES
+        self.down_in_a_row = self.down_in_a_row + 1 if down else 0
+        wait: Optional[float] = None
+        if down or status in _RETRY_STATUSES:
+            wait = self.backoff.delay(attempt)
+            server = retry_after(headers) if headers is not None else None
+            if server is not None:
+                wait = min(max(server, 0.0), MAX_SERVER_WAIT)
+            if status == 429:
+                self.limiter.pause(wait)
+        again = wait is not None and attempt < self.max_retries and not self.stopping()
+        self.on_attempt(begun, time.monotonic(), status, outcome.error or "", tokens, again)
+        if self.down_in_a_row >= self.stop_after:
+            raise ProviderDown(outcome.message or f"HTTP {status}")
+        return wait if again else None

@@ -15,8 +15,9 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from ._batch_html import render_report
 from .batch import BatchOptions, run_batch
 from .testing.mock_server import MockProvider
 
@@ -44,8 +45,13 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_demo(requests: int = 300, rpm: float = 900.0) -> int:
-    """Runs the demo; returns 0 when the batch finished without a failure."""
+def default_report_path() -> Path:
+    """Where the demo's report goes unless ``--report`` says otherwise."""
+    return Path(tempfile.gettempdir(), "ratekeeper-demo-report.html")
+
+
+def run_demo(requests: int = 300, rpm: float = 900.0, report: Optional[Path] = None) -> int:
+    """Runs the demo; writes its HTML report and prints its path; returns 0 when no line failed."""
     burst = max(1.0, rpm / 30.0)  # the provider meters per 2 s, as OpenAI may
     say(f"ratekeeper demo: a mock provider allowing {rpm:.0f} requests/min ({burst:.0f} at once)")
     naive = min(requests, int(burst * 3))
@@ -61,7 +67,9 @@ def run_demo(requests: int = 300, rpm: float = 900.0) -> int:
         with prompts.open("w") as file:
             for i in range(requests):
                 prompt = {"role": "user", "content": f"Say something about rate limit #{i}."}
-                file.write(json.dumps({"id": f"q{i}", "messages": [prompt]}) + "\n")
+                body = {"model": _MODEL, "messages": [prompt]}
+                line = {"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions"}
+                file.write(json.dumps({**line, "body": body}) + "\n")
         options = BatchOptions(
             prompts,
             Path(tmp, "results.jsonl"),
@@ -70,8 +78,11 @@ def run_demo(requests: int = 300, rpm: float = 900.0) -> int:
             rpm=rpm,
             burst=burst,
             concurrency=32,
+            report=report or default_report_path(),
         )
         summary = asyncio.run(run_batch(options))
+        assert options.report is not None
+        options.report.write_text(render_report(summary, "demo (OpenAI Batch API lines)"))
         say(summary.render(options.output_path).replace(str(options.output_path), "(temporary)"))
         minutes = max(0.0, summary.wall - 0.0) / 60.0
         achieved = max(0.0, summary.sent - burst) / minutes if minutes else 0.0
@@ -79,4 +90,6 @@ def run_demo(requests: int = 300, rpm: float = 900.0) -> int:
             f"  after the first {burst:.0f}: {achieved:,.0f} requests/min against the limit of "
             f"{rpm:,.0f}; the provider answered {provider.rate_limited} request(s) with 429"
         )
+    say(f"  report (open it in a browser): {options.report}")
+    print(options.report, flush=True)
     return 0 if summary.failed == 0 and not summary.interrupted else 1

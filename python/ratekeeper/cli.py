@@ -37,18 +37,46 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ratekeeper")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratekeeper", description="Keep LLM API clients inside their rate limits."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    batch = sub.add_parser("batch", help="send every line of a JSONL file, within the limits")
-    batch.add_argument("input", type=Path, help="JSONL file, one request body per line")
-    batch.add_argument("-o", "--output", type=Path, required=True, help="JSONL results (appended)")
-    batch.add_argument("--model", required=True, help="model for lines that name none")
+    batch = sub.add_parser(
+        "batch",
+        help="send every line of a JSONL file, within the limits",
+        description="Send every line of an OpenAI Batch API file, an Anthropic Message "
+        "Batches file or a file of chat request bodies, within the limits; results in "
+        "the matching provider's batch result format.",
+    )
+    batch.add_argument("input", type=Path, help="JSONL file, one request per line")
+    batch.add_argument("-o", "--output", type=Path, required=True, help="JSONL results")
+    batch.add_argument("--model", help="model for lines that name none")
     batch.add_argument(
-        "--provider", choices=("openai", "anthropic", "openrouter"), default="openai"
+        "--provider",
+        choices=("openai", "anthropic", "openrouter"),
+        help="where simple lines go (default openai; provider-format files name their own)",
     )
     batch.add_argument("--base-url", help="API base URL (default: the provider's)")
     batch.add_argument("--rpm", type=_positive(float), help="requests per minute")
@@ -56,7 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--burst", type=_positive(float), help="requests at once (default: rpm)")
     batch.add_argument("--concurrency", type=_positive(int), default=64, help="requests in flight")
     batch.add_argument("--max-tokens", type=_positive(int), help="max_tokens for lines without")
+    batch.add_argument("--max-retries", type=_count, default=8, help="retries per line (8)")
+    batch.add_argument(
+        "--timeout", type=_positive(float), default=600.0, help="seconds per attempt (600)"
+    )
     batch.add_argument("--retry-failed", action="store_true", help="resend lines that failed")
+    batch.add_argument("--dry-run", action="store_true", help="validate and estimate; send nothing")
+    batch.add_argument("--summary-json", type=Path, metavar="FILE", help="write the summary here")
+    batch.add_argument("--report", type=Path, metavar="FILE.html", help="write an HTML report")
+    batch.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     progress = batch.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)
     progress.add_argument("--no-progress", dest="progress", action="store_false")
@@ -64,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a short batch against the built-in mock provider")
     demo.add_argument("--requests", type=_positive(int), default=300)
     demo.add_argument("--rpm", type=_positive(float), default=900.0)
+    demo.add_argument("--report", type=Path, metavar="FILE.html", help="where to write the report")
 
     mock = sub.add_parser("mock-server", help="serve a local OpenAI/Anthropic-compatible provider")
     mock.add_argument("--host", default="127.0.0.1")
@@ -97,6 +134,11 @@ def _batch(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         max_tokens=args.max_tokens,
         retry_failed=args.retry_failed,
+        max_retries=args.max_retries,
+        timeout=args.timeout,
+        dry_run=args.dry_run,
+        summary_json=args.summary_json,
+        report=args.report,
         show_progress=args.progress,
     )
     return main_batch(options)
@@ -145,7 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _mock_server(args)
         from ._demo import run_demo
 
-        return run_demo(requests=args.requests, rpm=args.rpm)
+        return run_demo(requests=args.requests, rpm=args.rpm, report=args.report)
     except ModuleNotFoundError as exc:
         # The command's packages are an extra (`ratekeeper[cli]`); say so
         # instead of a traceback. Any other missing module is a real bug.

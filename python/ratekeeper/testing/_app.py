@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -33,7 +34,10 @@ ROUTES = {
     "/v1/embeddings": "embeddings",
     "/v1/responses": "responses",
     "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "count_tokens",
+    "/v1beta/models/{model}:generateContent": "gemini",
 }
+_KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 _ANTHROPIC_ERRORS = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -64,6 +68,8 @@ class Hit:
     outcome: str
     body: Any
     at: float = field(default_factory=time.monotonic)
+    # The credentials it was sent with (Authorization, x-api-key, x-goog-api-key).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,6 +84,7 @@ class MockState:
     drop_rate: float = 0.0
     latency: float = 0.0
     completion_tokens: int = 16
+    reply: Optional[str] = None
     seed: Optional[int] = None
     hits: list[Hit] = field(default_factory=list)
     scripted: list[Fault] = field(default_factory=list)
@@ -114,17 +121,39 @@ class _QuietDrops(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
+class _JSON(JSONResponse):
+    """JSON with every non-ASCII character escaped: a reply may hold half a UTF-16 pair."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+def _api(route: str) -> str:
+    if route in ("messages", "count_tokens"):
+        return "anthropic"
+    return "gemini" if route == "gemini" else "openai"
+
+
 def _error(api: str, status: int, message: str, kind: str, headers: dict[str, str]) -> Response:
+    if api == "gemini":
+        # Google sends no Retry-After header: the wait is in the body's RetryInfo.
+        wait = headers.pop("retry-after", None)
+        headers.pop("retry-after-ms", None)
+        delay = float(wait) if wait is not None else None
+        body_g = payloads.gemini_error(status, message, delay if status == 429 else None)
+        return _JSON(body_g, status_code=status, headers=headers)
     if api == "anthropic":
         error_type = _ANTHROPIC_ERRORS.get(status, "api_error")
         body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
     else:
         code = "rate_limit_exceeded" if status == 429 else None
         body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return _JSON(body, status_code=status, headers=headers)
 
 
 def _limit_headers(state: MockState, api: str) -> dict[str, str]:
+    if api == "gemini":
+        return {}  # Gemini sends no rate-limit headers; its 429 says how long in the body
     make = anthropic_headers if api == "anthropic" else openai_headers
     return make(state.requests_budget, state.tokens_budget)
 
@@ -161,39 +190,49 @@ def _rate_limited(state: MockState, api: str, model: str, cost: int) -> Optional
 
 def _success(route: str, body: dict[str, Any], state: MockState, prompt: int, out: int) -> Response:
     model = str(body.get("model") or "mock-model")
-    api = "anthropic" if route == "messages" else "openai"
-    headers = _limit_headers(state, api)
-    stream = body.get("stream") is True
-    if route == "chat" and stream:
-        options = body.get("stream_options") or {}
-        include = bool(isinstance(options, dict) and options.get("include_usage"))
-        events = payloads.openai_chat_stream(model, prompt, out, include)
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    if route == "messages" and stream:
-        events = payloads.anthropic_stream(model, prompt, out)
+    headers = _limit_headers(state, _api(route))
+    headers["x-request-id"] = f"req_{uuid.uuid4().hex[:24]}"
+    text = state.reply
+    if body.get("stream") is True and route in ("chat", "messages", "responses"):
+        events: Any
+        if route == "chat":
+            options = body.get("stream_options") or {}
+            include = bool(isinstance(options, dict) and options.get("include_usage"))
+            events = payloads.openai_chat_stream(model, prompt, out, include)
+        elif route == "messages":
+            events = payloads.anthropic_stream(model, prompt, out)
+        else:
+            events = payloads.responses_stream(model, prompt, out, text)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     builders: dict[str, Callable[[], dict[str, Any]]] = {
-        "chat": lambda: payloads.chat_completion(model, prompt, out),
-        "completions": lambda: payloads.text_completion(model, prompt, out),
+        "chat": lambda: payloads.chat_completion(model, prompt, out, text),
+        "completions": lambda: payloads.text_completion(model, prompt, out, text),
         "embeddings": lambda: payloads.embeddings(model, body, prompt),
-        "responses": lambda: payloads.response_object(model, prompt, out),
-        "messages": lambda: payloads.anthropic_message(model, prompt, out),
+        "responses": lambda: payloads.response_object(model, prompt, out, text),
+        "messages": lambda: payloads.anthropic_message(model, prompt, out, text),
+        "count_tokens": lambda: {"input_tokens": prompt},
+        "gemini": lambda: payloads.gemini_response(model, prompt, out, text),
     }
-    return JSONResponse(builders[route](), headers=headers)
+    return _JSON(builders[route](), headers=headers)
 
 
 def _authorized(state: MockState, request: Request) -> bool:
     if state.api_key is None:
         return True
     bearer = request.headers.get("authorization", "")
-    given = request.headers.get("x-api-key") or bearer.removeprefix("Bearer ").strip()
+    given = (
+        request.headers.get("x-api-key")
+        or request.headers.get("x-goog-api-key")
+        or request.query_params.get("key")
+        or bearer.removeprefix("Bearer ").strip()
+    )
     return given == state.api_key
 
 
 async def _answer(
     state: MockState, request: Request, route: str, body: Any
 ) -> tuple[Response, str]:
-    api = "anthropic" if route == "messages" else "openai"
+    api = _api(route)
     path = request.url.path
     if state.latency > 0:
         await asyncio.sleep(state.latency)
@@ -223,7 +262,11 @@ async def _answer(
         return _error(api, 400, message, "invalid_request_error", {}), "bad_request"
     prompt = payloads.estimate_tokens(payloads.prompt_text(route, body))
     out = payloads.completion_tokens(route, body, state.completion_tokens)
+    if route == "gemini":
+        body = {**body, "model": request.path_params.get("model", "mock-model")}
     model = str(body.get("model") or "mock-model")
+    if route == "count_tokens":  # metered apart from messages, as Anthropic does
+        return _success(route, body, state, prompt, 0), "ok"
     refused = _rate_limited(state, api, model, prompt + out)
     if refused is not None:
         return refused, "rate_limited"
@@ -239,7 +282,10 @@ def _endpoint(state: MockState, route: str) -> Callable[[Request], Awaitable[Res
             body = None
         response, outcome = await _answer(state, request, route, body)
         status = None if outcome == "dropped" else response.status_code
-        state.hits.append(Hit(request.method, request.url.path, status, outcome, body))
+        keys = {k: request.headers[k] for k in _KEY_HEADERS if k in request.headers}
+        state.hits.append(
+            Hit(request.method, request.url.path, status, outcome, body, headers=keys)
+        )
         return response
 
     return endpoint
@@ -250,7 +296,7 @@ def create_app(state: MockState) -> Starlette:
 
     async def list_models(request: Request) -> Response:
         state.hits.append(Hit("GET", request.url.path, 200, "ok", None))
-        return JSONResponse(payloads.models())
+        return _JSON(payloads.models())
 
     routes = [
         Route(path, _endpoint(state, name), methods=["POST"]) for path, name in ROUTES.items()

@@ -14,7 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Optional
 
 WORDS = ("this", "is", "a", "mock", "reply", "from", "ratekeeper", "testing")
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "claude-3-5-haiku-latest")
@@ -45,9 +45,15 @@ def text_of(value: Any) -> str:
 
 def prompt_text(route: str, body: dict[str, Any]) -> str:
     """The text of a request's prompt, by route."""
+    if route == "gemini":
+        contents = body.get("contents")
+        items = contents if isinstance(contents, list) else [contents]
+        return "".join(
+            text_of(i.get("parts")) if isinstance(i, dict) else text_of(i) for i in items
+        )
     if route == "chat":
         return text_of(body.get("messages"))
-    if route == "messages":
+    if route in ("messages", "count_tokens"):
         return text_of(body.get("system")) + text_of(body.get("messages"))
     if route == "completions":
         return text_of(body.get("prompt"))
@@ -56,8 +62,11 @@ def prompt_text(route: str, body: dict[str, Any]) -> str:
 
 def completion_tokens(route: str, body: dict[str, Any], default: int) -> int:
     """Tokens the reply will have: what the request allows, else ``default``."""
-    if route == "embeddings":
+    if route in ("embeddings", "count_tokens"):
         return 0
+    config = body.get("generationConfig")
+    if route == "gemini" and isinstance(config, dict):
+        body = {"max_tokens": config.get("maxOutputTokens")}
     for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -68,6 +77,10 @@ def completion_tokens(route: str, body: dict[str, Any], default: int) -> int:
 def reply_text(n_words: int) -> str:
     """A reply of ``n_words`` words."""
     return " ".join(WORDS[i % len(WORDS)] for i in range(n_words))
+
+
+def _text(text: Optional[str], n_words: int) -> str:
+    return reply_text(n_words) if text is None else text
 
 
 def _id(prefix: str) -> str:
@@ -82,7 +95,9 @@ def openai_usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
-def chat_completion(model: str, prompt: int, completion: int) -> dict[str, Any]:
+def chat_completion(
+    model: str, prompt: int, completion: int, text: Optional[str] = None
+) -> dict[str, Any]:
     return {
         "id": _id("chatcmpl-"),
         "object": "chat.completion",
@@ -91,7 +106,7 @@ def chat_completion(model: str, prompt: int, completion: int) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply_text(completion)},
+                "message": {"role": "assistant", "content": _text(text, completion)},
                 "finish_reason": "stop",
                 "logprobs": None,
             }
@@ -100,14 +115,16 @@ def chat_completion(model: str, prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-def text_completion(model: str, prompt: int, completion: int) -> dict[str, Any]:
+def text_completion(
+    model: str, prompt: int, completion: int, text: Optional[str] = None
+) -> dict[str, Any]:
     return {
         "id": _id("cmpl-"),
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "text": reply_text(completion), "finish_reason": "stop", "logprobs": None}
+            {"index": 0, "text": _text(text, completion), "finish_reason": "stop", "logprobs": None}
         ],
         "usage": openai_usage(prompt, completion),
     }
@@ -136,15 +153,17 @@ def models() -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-def response_object(model: str, prompt: int, completion: int) -> dict[str, Any]:
+def response_object(
+    model: str, prompt: int, completion: int, text: Optional[str] = None
+) -> dict[str, Any]:
     """A Responses API (``/v1/responses``) result."""
-    text = {"type": "output_text", "text": reply_text(completion), "annotations": []}
+    part = {"type": "output_text", "text": _text(text, completion), "annotations": []}
     message = {
         "type": "message",
         "id": _id("msg_"),
         "status": "completed",
         "role": "assistant",
-        "content": [text],
+        "content": [part],
     }
     return {
         "id": _id("resp_"),
@@ -158,7 +177,7 @@ def response_object(model: str, prompt: int, completion: int) -> dict[str, Any]:
         "tools": [],
         "usage": {
             "input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": completion,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion,
@@ -166,13 +185,15 @@ def response_object(model: str, prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-def anthropic_message(model: str, prompt: int, completion: int) -> dict[str, Any]:
+def anthropic_message(
+    model: str, prompt: int, completion: int, text: Optional[str] = None
+) -> dict[str, Any]:
     return {
         "id": _id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": reply_text(completion)}],
+        "content": [{"type": "text", "text": _text(text, completion)}],
         "stop_reason": "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": prompt, "output_tokens": completion},
@@ -229,3 +250,77 @@ async def anthropic_stream(model: str, prompt: int, completion: int) -> AsyncIte
     end["usage"] = {"output_tokens": completion}
     yield _sse(end, "message_delta")
     yield _sse({"type": "message_stop"}, "message_stop")
+
+
+async def responses_stream(
+    model: str, prompt: int, completion: int, text: Optional[str] = None
+) -> AsyncIterator[bytes]:
+    """The Responses API's streamed events, from ``response.created`` to ``response.completed``."""
+    final = response_object(model, prompt, completion, text)
+    item = final["output"][0]
+    full = item["content"][0]["text"]
+    pending = {**final, "status": "in_progress", "output": [], "usage": None}
+    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    empty_part = {"type": "output_text", "text": "", "annotations": []}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": pending},
+        {"type": "response.in_progress", "response": pending},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**item, "status": "in_progress", "content": []},
+        },
+        {"type": "response.content_part.added", **where, "part": empty_part},
+    ]
+    pieces = list(_chunks(completion)) if text is None else [full]
+    events += [
+        {"type": "response.output_text.delta", **where, "delta": p, "logprobs": []} for p in pieces
+    ]
+    events += [
+        {"type": "response.output_text.done", **where, "text": full, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": item["content"][0]},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": final},
+    ]
+    for number, event in enumerate(events):
+        yield _sse({**event, "sequence_number": number}, event["type"])
+
+
+def gemini_response(
+    model: str, prompt: int, completion: int, text: Optional[str] = None
+) -> dict[str, Any]:
+    """A Gemini ``generateContent`` answer with its ``usageMetadata``."""
+    return {
+        "candidates": [
+            {
+                "content": {"parts": [{"text": _text(text, completion)}], "role": "model"},
+                "finishReason": "STOP",
+                "index": 0,
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": completion,
+            "totalTokenCount": prompt + completion,
+        },
+        "modelVersion": model,
+    }
+
+
+def gemini_error(status: int, message: str, retry_delay: Optional[float]) -> dict[str, Any]:
+    """Google's error body; a 429 is ``RESOURCE_EXHAUSTED`` with ``RetryInfo.retryDelay``."""
+    names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED"}
+    names.update({500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"})
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": names.get(status, "UNKNOWN"),
+    }
+    if retry_delay is not None:
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{max(1, math.ceil(retry_delay))}s",
+            }
+        ]
+    return {"error": error}

@@ -40,7 +40,12 @@ class MockProvider:
     ``rpm``/``tpm`` are its limits (``None``: unlimited); each is a bucket
     holding ``burst`` requests (default: a minute's worth) that refills
     continuously. ``tolerance`` seconds of refill may be overdrawn before a
-    429, so that network jitter does not punish a compliant client.
+    429, so that network jitter does not punish a compliant client. ``reply``
+    fixes the text of every answer (default: as many words as ``max_tokens``).
+
+    Routes: OpenAI chat, completions, embeddings, responses (all streamed
+    or not, as the real ones), ``/v1/models``; Anthropic messages and
+    ``count_tokens``; Gemini ``/v1beta/models/{model}:generateContent``.
 
     >>> # with MockProvider(rpm=600) as p: openai.OpenAI(base_url=p.base_url, api_key="x")
     """
@@ -57,6 +62,7 @@ class MockProvider:
         drop_rate: float = 0.0,
         latency: float = 0.0,
         completion_tokens: int = 16,
+        reply: Optional[str] = None,
         api_key: Optional[str] = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -90,6 +96,7 @@ class MockProvider:
             drop_rate=drop_rate,
             latency=latency,
             completion_tokens=completion_tokens,
+            reply=reply,
             seed=seed,
         )
         self._server: Optional[uvicorn.Server] = None
@@ -123,8 +130,12 @@ class MockProvider:
         return self
 
     def _bind(self) -> tuple[socket.socket, uvicorn.Server]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets
+        # that say they are TCP, and without it every kept-alive answer waits
+        # ~40 ms for the client's delayed ACK (Nagle). Accepted sockets inherit it.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((self.host, self._port))
         config = uvicorn.Config(
             create_app(self._state),
