@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import gc
+import logging
 import math
+import weakref
 from typing import Any, Optional
 
 import pytest
@@ -354,3 +357,139 @@ BreakerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_breaker_follows_the_spec_for_any_sequence_of_outcomes = BreakerMachine.TestCase
+
+
+# --- on_state_change and the breaker_state event ----------------------------
+
+
+class Heard:
+    """An on_state_change hook that records what it is called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, str, str]] = []
+
+    def __call__(self, breaker: Any, old: str, new: str) -> None:
+        # The breaker's lock is free: the hook may look at it (a deadlock would hang here).
+        self.looked = breaker.failure_count + len(breaker.state)
+        self.calls.append((breaker, old, new))
+
+    def changes(self) -> list[tuple[str, str]]:
+        return [(old, new) for _, old, new in self.calls]
+
+
+def test_on_state_change_hears_every_transition_in_order() -> None:
+    heard = Heard()
+    breaker, clock = make(failure_threshold=2, reset_timeout=10.0, on_state_change=heard)
+    assert breaker.on_state_change is heard
+    breaker.record_failure()
+    assert heard.calls == []
+    breaker.record_failure()
+    clock.advance(10.0)
+    assert breaker.allow()  # the probe
+    breaker.record_failure()
+    clock.advance(10.0)
+    assert breaker.state == "half_open"
+    breaker.record_success()
+    breaker.trip()
+    breaker.trip()
+    breaker.reset()
+    breaker.reset()
+    assert heard.changes() == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+        ("closed", "open"),
+        ("open", "closed"),
+    ]
+    assert all(called is breaker for called, _, _ in heard.calls)
+
+
+def test_on_state_change_hears_the_rust_call_paths() -> None:
+    heard = Heard()
+    breaker, clock = make(failure_threshold=1, reset_timeout=5.0, on_state_change=heard)
+    guarded = breaker(fail)
+    with pytest.raises(ServiceDown):
+        guarded(ServiceDown())
+    with pytest.raises(rk.CircuitOpenError):
+        breaker.call(abs, -1)
+    clock.advance(5.0)
+    assert breaker.call(abs, -1) == 1
+    assert heard.changes() == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+async def test_on_state_change_hears_the_async_paths() -> None:
+    heard = Heard()
+    breaker, clock = make(failure_threshold=1, reset_timeout=5.0, on_state_change=heard)
+
+    @breaker
+    async def down() -> None:
+        raise ServiceDown
+
+    async def up() -> int:
+        return 1
+
+    with pytest.raises(ServiceDown):
+        await down()
+    clock.advance(5.0)
+    with pytest.raises(ServiceDown):
+        await down()
+    clock.advance(5.0)
+    assert await breaker.call_async(up) == 1
+    assert heard.changes() == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+
+
+def test_a_hook_that_raises_is_logged_and_the_call_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(breaker: Any, old: str, new: str) -> None:
+        raise RuntimeError("hook bug")
+
+    breaker, _ = make(failure_threshold=1, on_state_change=broken)
+    with caplog.at_level(logging.ERROR, logger="ratekeeper.breaker"), pytest.raises(ServiceDown):
+        breaker.call(fail, ServiceDown())
+    assert breaker.state == "open"
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "hook bug" in str(record.exc_info[1])  # type: ignore[index]
+
+
+def test_state_changes_are_logged_and_emitted(caplog: pytest.LogCaptureFixture) -> None:
+    breaker, clock = make(failure_threshold=1, reset_timeout=5.0)
+    seen: list[rk.Event] = []
+    rk.subscribe(breaker, seen.append)
+    with caplog.at_level(logging.INFO, logger="ratekeeper.breaker"):
+        breaker.record_failure()
+        clock.advance(5.0)
+        breaker.record_success()  # half-open probe outcome, recorded by hand
+    assert [(r.levelno, r.state) for r in caplog.records] == [  # type: ignore[attr-defined]
+        (logging.WARNING, "open"),
+        (logging.INFO, "half_open"),
+        (logging.INFO, "closed"),
+    ]
+    assert [e.fields["state"] for e in seen] == ["open", "half_open", "closed"]
+    assert all(e.source is breaker for e in seen)
+
+
+def test_copies_keep_the_hook_and_a_breaker_is_not_kept_alive_by_it() -> None:
+    heard = Heard()
+    breaker, _ = make(failure_threshold=1, on_state_change=heard)
+    copy = breaker.copy()
+    assert copy.on_state_change is heard
+    copy.trip()
+    assert heard.calls == [(copy, "closed", "open")]
+    gone = weakref.ref(breaker)
+    del breaker
+    gc.collect()
+    assert gone() is None
+
+
+def test_on_state_change_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="on_state_change"):
+        rk.CircuitBreaker(on_state_change="print")  # type: ignore[arg-type]

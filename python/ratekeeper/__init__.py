@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import asgi
 from ._core import Backoff, ManualClock, RateTracker
+from ._events import Event, subscribe
 from .breaker import CircuitBreaker
 from .cache import ResponseCache
 from .classify import is_rate_limited, is_retryable
@@ -25,6 +26,7 @@ __all__ = [
     "Backoff",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Event",
     "FixedWindow",
     "KeyedLimiter",
     "Limiter",
@@ -50,5 +52,6 @@ __all__ = [
     "read_limits",
     "retry",
     "retry_after",
+    "subscribe",
     "wrap",
 ]

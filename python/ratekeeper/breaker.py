@@ -4,16 +4,24 @@
 machine, ``call`` and the decorated sync function run in Rust with no Python
 frame in between; this module adds the decorator's choice between sync and
 async, ``call_async``, and ``copy``.
+
+Every state change (closed -> open, open -> half_open, half_open -> closed or
+open, and ``trip``/``reset``) calls ``on_state_change(breaker, old, new)``,
+then emits a ``"breaker_state"`` event (logged on ``"ratekeeper.breaker"``,
+WARNING when it opens). The Rust state machine notes changes under its lock
+only, so the closed path pays nothing for them.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Coroutine
-from typing import TYPE_CHECKING, Any, Callable, Union, cast, overload
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast, overload
 
 from . import _core
+from ._events import emit
 
 if TYPE_CHECKING:
     from typing import TypeVar
@@ -32,6 +40,22 @@ FailureOn = Union[
 ]
 """What ``failure_on=`` accepts: an exception type, a tuple of them, or a predicate."""
 
+StateHook = Callable[[Any, str, str], object]
+"""What ``on_state_change=`` accepts: called as ``fn(breaker, old_state, new_state)``."""
+
+_log = logging.getLogger("ratekeeper.breaker")
+
+
+def _state_changed(breaker: Any, old: str, new: str) -> None:
+    """Tells the breaker's hook, then everyone else, that ``breaker`` went ``old`` -> ``new``."""
+    hook = breaker.on_state_change
+    if hook is not None:
+        try:
+            hook(breaker, old, new)
+        except Exception:  # a hook must not break the call that moved the breaker
+            _log.exception("on_state_change hook %r raised on %s -> %s", hook, old, new)
+    emit("breaker_state", breaker, state=new, previous=old)
+
 
 class CircuitBreaker(_core.CircuitBreaker):
     """Stops calling a failing service, then probes it again after ``reset_timeout``.
@@ -46,9 +70,28 @@ class CircuitBreaker(_core.CircuitBreaker):
     others pass through and count as successes. ``KeyboardInterrupt``,
     ``SystemExit`` and ``asyncio.CancelledError`` count as neither: they pass
     through and give back the half-open probe slot the call held.
+
+    ``on_state_change(breaker, old_state, new_state)`` is called on every
+    state change, in the thread that caused it, after the breaker's lock is
+    released (it may look at the breaker); an exception it raises is logged
+    on ``"ratekeeper.breaker"``, not raised into the call.
     """
 
     __slots__ = ()
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        reset_timeout: float = 60.0,
+        *,
+        half_open_max_calls: int = 1,
+        success_threshold: int = 1,
+        failure_on: Optional[FailureOn] = None,
+        clock: Optional[_core.ManualClock] = None,
+        on_state_change: Optional[StateHook] = None,
+    ) -> None:
+        # The settings were taken by the Rust __new__; this only starts listening.
+        self._listen(_state_changed)
 
     @overload
     def __call__(
@@ -125,4 +168,5 @@ def same_settings(breaker: Any) -> Any:
         success_threshold=breaker.success_threshold,
         failure_on=breaker.failure_on,
         clock=breaker.clock,
+        on_state_change=breaker.on_state_change,
     )

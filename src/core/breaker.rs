@@ -20,10 +20,17 @@
 //!
 //! Open → half-open is lazy: it happens on the first look at the breaker
 //! after `reset_timeout` (a call, `state`, a record), not on a timer.
+//!
+//! A listener (see [`CircuitBreaker::listen`]) hears every state change.
+//! Changes happen under the lock only, so the closed path never looks for
+//! one: the change is noted in `slots` and the listener is called after the
+//! lock is released (it may look at the breaker again).
 
 use super::clock::{Clock, Nanos};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// The three states of SPEC section 4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +149,39 @@ impl BreakerConfig {
 struct Slots {
     probes_in_flight: u32,
     probe_successes: u32,
+    /// State changes not yet told to the listener (only kept with one).
+    changes: Vec<(State, State)>,
+}
+
+impl Slots {
+    /// A new phase starts with no probes running or succeeded.
+    fn new_phase(&mut self) {
+        self.probes_in_flight = 0;
+        self.probe_successes = 0;
+    }
+}
+
+fn state_of(word: u64) -> State {
+    match state_bits(word) {
+        CLOSED => State::Closed,
+        HALF_OPEN => State::HalfOpen,
+        _ => State::Open,
+    }
+}
+
+/// What hears the state changes: `(previous, new)`.
+pub type Listener = Box<dyn Fn(State, State) + Send + Sync>;
+
+struct Listening(OnceLock<Listener>);
+
+impl fmt::Debug for Listening {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Listening(yes)"
+        } else {
+            "Listening(no)"
+        })
+    }
 }
 
 /// A thread-safe circuit breaker (see the module docs for the rules).
@@ -154,6 +194,7 @@ pub struct CircuitBreaker {
     /// publishes the open state, so a reader that sees "open" sees it.
     opened_at: AtomicU64,
     slots: Mutex<Slots>,
+    listener: Listening,
 }
 
 impl CircuitBreaker {
@@ -164,6 +205,34 @@ impl CircuitBreaker {
             phase: AtomicU64::new(CLOSED),
             opened_at: AtomicU64::new(0),
             slots: Mutex::new(Slots::default()),
+            listener: Listening(OnceLock::new()),
+        }
+    }
+
+    /// Sets what hears every state change from now on; `false` if one was
+    /// set already (it stays).
+    pub fn listen(&self, listener: Listener) -> bool {
+        self.listener.0.set(listener).is_ok()
+    }
+
+    /// Notes a change from the phase `old` to `new` (under the lock).
+    fn note(&self, slots: &mut Slots, old: u64, new: u64) {
+        if state_bits(old) != state_bits(new) && self.listener.0.get().is_some() {
+            slots.changes.push((state_of(old), state_of(new)));
+        }
+    }
+
+    /// Releases the lock, then tells the listener the changes noted under it.
+    fn unlock(&self, mut slots: MutexGuard<'_, Slots>) {
+        if slots.changes.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut slots.changes);
+        drop(slots);
+        if let Some(listener) = self.listener.0.get() {
+            for (old, new) in changes {
+                listener(old, new);
+            }
         }
     }
 
@@ -199,7 +268,7 @@ impl CircuitBreaker {
         let mut slots = self.slots.lock();
         let now = self.clock.now();
         let word = self.refresh(&mut slots, now);
-        match state_bits(word) {
+        let entered = match state_bits(word) {
             CLOSED => Ok(Permit::of(word)),
             HALF_OPEN if slots.probes_in_flight < self.config.half_open_max_calls => {
                 slots.probes_in_flight += 1;
@@ -207,7 +276,9 @@ impl CircuitBreaker {
             }
             HALF_OPEN => Err(Nanos::ZERO),
             _ => Err(self.open_time_left(now)),
-        }
+        };
+        self.unlock(slots);
+        entered
     }
 
     /// The call admitted with `permit` succeeded.
@@ -264,12 +335,12 @@ impl CircuitBreaker {
         loop {
             let word = self.phase.load(Ordering::Acquire);
             if !same_phase(word, permit) {
-                return;
+                break;
             }
             let failures = failures_of(word) + 1;
             if failures >= self.config.failure_threshold {
                 self.open_locked(&mut slots, word, failures);
-                return;
+                break;
             }
             // A success cleared the count in between: count this one only.
             let counted = with_failures(word, failures);
@@ -278,9 +349,10 @@ impl CircuitBreaker {
                 .compare_exchange(word, counted, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return;
+                break;
             }
         }
+        self.unlock(slots);
     }
 
     /// The call admitted with `permit` ended without an outcome for the
@@ -306,14 +378,13 @@ impl CircuitBreaker {
         slots.probes_in_flight = slots.probes_in_flight.saturating_sub(1);
         if !succeeded {
             self.open_locked(&mut slots, word, failures_of(word).saturating_add(1));
-            return;
+        } else {
+            slots.probe_successes += 1;
+            if slots.probe_successes >= self.config.success_threshold {
+                self.close_locked(&mut slots, word);
+            }
         }
-        slots.probe_successes += 1;
-        if slots.probe_successes >= self.config.success_threshold {
-            *slots = Slots::default();
-            self.phase
-                .store(next_phase(word, CLOSED, 0), Ordering::Release);
-        }
+        self.unlock(slots);
     }
 
     /// The current phase as a permit, for outcomes recorded by hand
@@ -325,7 +396,9 @@ impl CircuitBreaker {
             return Permit::of(word);
         }
         let mut slots = self.slots.lock();
-        Permit::of(self.refresh(&mut slots, self.clock.now()))
+        let word = self.refresh(&mut slots, self.clock.now());
+        self.unlock(slots);
+        Permit::of(word)
     }
 
     /// Records a success in the current state.
@@ -350,15 +423,13 @@ impl CircuitBreaker {
         let word = self.phase.load(Ordering::Acquire);
         let word = if state_bits(word) == OPEN {
             let mut slots = self.slots.lock();
-            self.refresh(&mut slots, self.clock.now())
+            let word = self.refresh(&mut slots, self.clock.now());
+            self.unlock(slots);
+            word
         } else {
             word
         };
-        match state_bits(word) {
-            CLOSED => State::Closed,
-            HALF_OPEN => State::HalfOpen,
-            _ => State::Open,
-        }
+        state_of(word)
     }
 
     /// Time until an open breaker lets a probe through; zero unless open.
@@ -383,10 +454,9 @@ impl CircuitBreaker {
     /// Back to closed with no failures counted.
     pub fn reset(&self) {
         let mut slots = self.slots.lock();
-        *slots = Slots::default();
         let word = self.phase.load(Ordering::Acquire);
-        self.phase
-            .store(next_phase(word, CLOSED, 0), Ordering::Release);
+        self.close_locked(&mut slots, word);
+        self.unlock(slots);
     }
 
     /// Forces the breaker open now (restarting `reset_timeout`).
@@ -394,16 +464,26 @@ impl CircuitBreaker {
         let mut slots = self.slots.lock();
         let word = self.phase.load(Ordering::Acquire);
         self.open_locked(&mut slots, word, failures_of(word));
+        self.unlock(slots);
     }
 
     /// Opens the breaker; the caller holds the lock (`slots`).
     fn open_locked(&self, slots: &mut Slots, word: u64, failures: u32) {
-        *slots = Slots::default();
+        slots.new_phase();
         self.opened_at.store(self.clock.now().0, Ordering::Release);
         // Only closed-path compare-and-swaps of the current epoch race with
         // us; they fail once the epoch moves on, and their failures are moot.
-        self.phase
-            .store(next_phase(word, OPEN, failures), Ordering::Release);
+        let open = next_phase(word, OPEN, failures);
+        self.phase.store(open, Ordering::Release);
+        self.note(slots, word, open);
+    }
+
+    /// Closes the breaker with no failures counted; the caller holds the lock.
+    fn close_locked(&self, slots: &mut Slots, word: u64) {
+        slots.new_phase();
+        let closed = next_phase(word, CLOSED, 0);
+        self.phase.store(closed, Ordering::Release);
+        self.note(slots, word, closed);
     }
 
     /// Under the lock: turns an open breaker whose time is up half-open and
@@ -411,9 +491,10 @@ impl CircuitBreaker {
     fn refresh(&self, slots: &mut Slots, now: Nanos) -> u64 {
         let word = self.phase.load(Ordering::Acquire);
         if state_bits(word) == OPEN && self.open_time_left(now) == Nanos::ZERO {
-            *slots = Slots::default();
+            slots.new_phase();
             let half_open = next_phase(word, HALF_OPEN, failures_of(word));
             self.phase.store(half_open, Ordering::Release);
+            self.note(slots, word, half_open);
             return half_open;
         }
         word

@@ -157,3 +157,55 @@ fn concurrent_probes_never_exceed_the_limit() {
     assert!(most.load(Ordering::SeqCst) <= 3);
     assert_eq!(b.state(), State::HalfOpen);
 }
+
+#[test]
+fn the_listener_hears_every_change_in_order() {
+    let (b, clock) = breaker(2, 1, 1);
+    let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    assert!(b.listen(Box::new(move |old, new| sink.lock().push((old, new)))));
+    assert!(!b.listen(Box::new(|_, _| {})));
+    b.record_failure();
+    assert!(heard.lock().is_empty());
+    b.record_failure();
+    clock.advance(Nanos(10 * SEC));
+    let probe = b.try_enter().unwrap();
+    b.on_failure(probe);
+    clock.advance(Nanos(10 * SEC));
+    let probe = b.try_enter().unwrap();
+    b.on_success(probe);
+    b.trip();
+    b.trip();
+    b.reset();
+    b.reset();
+    use State::*;
+    assert_eq!(
+        *heard.lock(),
+        vec![
+            (Closed, Open),
+            (Open, HalfOpen),
+            (HalfOpen, Open),
+            (Open, HalfOpen),
+            (HalfOpen, Closed),
+            (Closed, Open),
+            (Open, Closed),
+        ]
+    );
+}
+
+#[test]
+fn the_listener_may_look_at_the_breaker() {
+    let (b, clock) = breaker(1, 1, 1);
+    let b = Arc::new(b);
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (inner, sink) = (Arc::downgrade(&b), seen.clone());
+    b.listen(Box::new(move |_, _| {
+        if let Some(b) = inner.upgrade() {
+            sink.lock().push((b.state(), b.probes_in_flight()));
+        }
+    }));
+    b.record_failure();
+    clock.advance(Nanos(10 * SEC));
+    assert_eq!(b.state(), State::HalfOpen);
+    assert_eq!(*seen.lock(), vec![(State::Open, 0), (State::HalfOpen, 0)]);
+}

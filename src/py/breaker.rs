@@ -7,7 +7,7 @@ use pyo3::exceptions::{PyBaseException, PyException, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::PyTraverseError;
 
 use super::breaker_function::BreakerFunction;
@@ -85,6 +85,7 @@ pub struct CircuitBreaker {
     failure_on: FailureOn,
     failure_on_arg: Option<Py<PyAny>>,
     clock_arg: Option<Py<PyAny>>,
+    on_state_change: Option<Py<PyAny>>,
 }
 
 impl CircuitBreaker {
@@ -166,7 +167,9 @@ impl CircuitBreaker {
         success_threshold=1,
         failure_on=None,
         clock=None,
+        on_state_change=None,
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         failure_threshold: i64,
         reset_timeout: f64,
@@ -174,7 +177,15 @@ impl CircuitBreaker {
         success_threshold: i64,
         failure_on: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
+        on_state_change: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let on_state_change = on_state_change.filter(|obj| !obj.is_none());
+        if let Some(hook) = on_state_change.filter(|obj| !obj.is_callable()) {
+            return Err(PyTypeError::new_err(format!(
+                "on_state_change must be None or a callable (breaker, old_state, new_state), got {}",
+                hook.get_type().name()?
+            )));
+        }
         let config = BreakerConfig::check(
             count_arg("failure_threshold", failure_threshold)?,
             check_positive("reset_timeout", reset_timeout)?,
@@ -192,7 +203,26 @@ impl CircuitBreaker {
             clock_arg: clock
                 .filter(|obj| !obj.is_none())
                 .map(|obj| obj.clone().unbind()),
+            on_state_change: on_state_change.map(|obj| obj.clone().unbind()),
         })
+    }
+
+    /// Makes every state change call `hook(breaker, old, new)` (the Python
+    /// class passes its reporter once, from `__init__`). The hook sees the
+    /// breaker through a weak reference: no cycle, nothing kept alive.
+    fn _listen(slf: &Bound<'_, Self>, hook: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let breaker = PyWeakrefReference::new(slf.as_any())?.unbind();
+        let hook = hook.clone().unbind();
+        Ok(slf.get().inner.listen(Box::new(move |old, new| {
+            Python::attach(|py| {
+                let Some(breaker) = breaker.bind(py).upgrade() else {
+                    return;
+                };
+                if let Err(err) = hook.call1(py, (breaker, old.name(), new.name())) {
+                    err.write_unraisable(py, None);
+                }
+            })
+        })))
     }
 
     // The references held here never change, so visiting them is enough for
@@ -202,7 +232,8 @@ impl CircuitBreaker {
             visit.call(obj)?;
         }
         visit.call(&self.failure_on_arg)?;
-        visit.call(&self.clock_arg)
+        visit.call(&self.clock_arg)?;
+        visit.call(&self.on_state_change)
     }
 
     /// `"closed"`, `"open"` or `"half_open"`.
@@ -383,6 +414,16 @@ impl CircuitBreaker {
     #[getter]
     fn failure_on(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.failure_on_arg.as_ref().map(|obj| obj.clone_ref(py))
+    }
+
+    /// What is called with `(breaker, old_state, new_state)` on every state
+    /// change, or `None`.
+    ///
+    /// >>> CircuitBreaker().on_state_change is None
+    /// True
+    #[getter]
+    fn on_state_change(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.on_state_change.as_ref().map(|obj| obj.clone_ref(py))
     }
 
     /// The `ManualClock` this breaker reads, or `None` for the monotonic one.

@@ -15,7 +15,7 @@ use super::protocol::limit_pymethods;
 ///
 /// `acquire_async` and `async with` are attached from Python
 /// (`ratekeeper/limiters.py`): they sleep on the caller's event loop.
-#[pyclass(frozen, module = "ratekeeper", name = "TokenBucket")]
+#[pyclass(frozen, weakref, module = "ratekeeper", name = "TokenBucket")]
 pub struct TokenBucket {
     inner: gcra::TokenBucket,
 }

@@ -17,7 +17,7 @@ use super::text::borrow_str;
 /// True
 ///
 /// `acquire_async` is attached from Python (`ratekeeper/keyed.py`).
-#[pyclass(frozen, module = "ratekeeper", name = "KeyedLimiter")]
+#[pyclass(frozen, weakref, module = "ratekeeper", name = "KeyedLimiter")]
 pub struct KeyedLimiter {
     inner: keyed::KeyedLimiter,
 }

@@ -176,7 +176,7 @@ fn amounts(
 ///
 /// `ratekeeper.Limiter` is this class itself; `ratekeeper.limiter` attaches
 /// the async methods and `update_from_headers` at import.
-#[pyclass(frozen, module = "ratekeeper", name = "Limiter")]
+#[pyclass(frozen, weakref, module = "ratekeeper", name = "Limiter")]
 pub struct Limiter {
     shared: Arc<Shared>,
 }

@@ -16,7 +16,7 @@ macro_rules! window_class {
         ///
         /// `acquire_async` and `async with` are attached from Python
         /// (`ratekeeper/limiters.py`): they sleep on the caller's event loop.
-        #[pyclass(frozen, module = "ratekeeper")]
+        #[pyclass(frozen, weakref, module = "ratekeeper")]
         pub struct $name {
             inner: $core,
         }
