@@ -154,6 +154,9 @@ class MockProvider:
         """
         sock, server = self._bind()
         self._socket = sock
+        # Listen before announcing the address: a client that reads the line
+        # and connects at once then waits in the backlog instead of being refused.
+        sock.listen(server.config.backlog)
         limits = f"rpm={self.rpm}, tpm={self.tpm}"
         print(f"ratekeeper mock-server on {self.base_url} ({limits}); Ctrl-C stops", flush=True)
         try:
