@@ -150,11 +150,11 @@ def load_encoding(model: str, timeout: Optional[float] = 30.0) -> Optional[Any]:
     >>> load_encoding("claude-sonnet-4") is None  # not an OpenAI model
     True
     """
+    if timeout is not None and not timeout >= 0:
+        raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
     name = model if model in NAMES else encoding_name(model)
     if name is None:
         return None
-    if timeout is not None and not timeout >= 0:
-        raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
     event = _start(name)
     if event is not None:
         event.wait(timeout)

@@ -89,15 +89,19 @@ def retry_delay(obj: Any) -> Optional[float]:
     1.5
     """
     try:
-        if isinstance(obj, (Mapping, list)):
+        if isinstance(obj, (dict, list)):
             return _from_json(obj)
-        for name in ("details", "body"):
-            wait = _from_json(getattr(obj, name, None))
-            if wait is not None:
-                return wait
-        response = getattr(obj, "response", None)
-        if response is None and hasattr(obj, "status_code"):
-            response = obj
-        return None if response is None else _from_json(_response_json(response))
+        if isinstance(obj, Mapping):
+            return None  # a headers mapping: there is no body in it
+        if isinstance(obj, BaseException):  # its parsed body, then its response
+            for name in ("details", "body"):
+                wait = _from_json(getattr(obj, name, None))
+                if wait is not None:
+                    return wait
+            obj = getattr(obj, "response", None)
+        status = getattr(obj, "status_code", None)
+        if not isinstance(status, int) or status < 400:
+            return None  # no response, or a success: no wait to read
+        return _from_json(_response_json(obj))
     except Exception:  # a body shaped like nothing above: no wait, never an error
         return None
