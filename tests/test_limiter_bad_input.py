@@ -87,7 +87,7 @@ def test_absurdly_long_windows_and_refills_are_refused(
     cls: Callable[..., Any], names: tuple[str, str]
 ) -> None:
     if cls is rk.TokenBucket:
-        assert_refused(lambda: cls(1e-12, 1e12), ValueError, "capacity/rate")
+        assert_refused(lambda: cls(1e-3, 1e12), ValueError, "capacity/rate")
     else:
         assert_refused(lambda: cls(1.0, 1e12), ValueError, "window")
         assert_refused(lambda: cls(1.0, 1e-12), ValueError, "window")
@@ -170,3 +170,97 @@ def test_nothing_was_taken_by_refused_calls() -> None:
     with pytest.raises(ValueError):
         limiter.acquire(3)
     assert limiter.try_acquire(2)
+
+
+# -- numbers too large or too small to use (SPEC 15) ---------------------------
+
+HUGE = 10**400  # an int no float can hold: pyo3 alone raises OverflowError
+
+
+def bucket() -> rk.TokenBucket:
+    return rk.TokenBucket(1, 10)
+
+
+TOO_LARGE_FOR_A_FLOAT: list[tuple[str, Callable[[Any], Any]]] = [
+    ("rate", lambda v: rk.TokenBucket(v, 1)),
+    ("capacity", lambda v: rk.TokenBucket(1, v)),
+    ("n", lambda v: rk.TokenBucket.per_minute(v)),
+    ("burst", lambda v: rk.TokenBucket.per_second(1, v)),
+    ("limit", lambda v: rk.SlidingWindow(v, 1)),
+    ("window", lambda v: rk.FixedWindow(1, v)),
+    ("n", lambda v: bucket().try_acquire(v)),
+    ("n", lambda v: bucket().acquire(v)),
+    ("timeout", lambda v: bucket().acquire(1, timeout=v)),
+    ("n", lambda v: rk.SlidingWindow(1, 1).wait_time(v)),
+    ("window", lambda v: rk.RateTracker(v)),
+    ("reset_timeout", lambda v: rk.CircuitBreaker(reset_timeout=v)),
+    ("base", lambda v: rk.Backoff(base=v)),
+    ("max_delay", lambda v: rk.Backoff(max_delay=v)),
+    ("multiplier", lambda v: rk.Backoff(multiplier=v)),
+    ("start", lambda v: rk.ManualClock(start=v)),
+    ("seconds", lambda v: rk.ManualClock().advance(v)),
+    ("ttl", lambda v: rk.ResponseCache(ttl=v)),
+    ("max_retry_after", lambda v: rk.Limiter(rpm=1).update_from_headers({}, max_retry_after=v)),
+]
+
+
+@pytest.mark.parametrize(("argument", "call"), TOO_LARGE_FOR_A_FLOAT)
+@pytest.mark.parametrize("sign", [1, -1])
+def test_an_int_too_large_for_a_float_is_a_value_error_naming_it(
+    argument: str, call: Callable[[Any], Any], sign: int
+) -> None:
+    assert_refused(lambda: call(sign * HUGE), ValueError, argument)
+
+
+COUNTS: list[tuple[str, Callable[[Any], Any]]] = [
+    ("failure_threshold", lambda v: rk.CircuitBreaker(failure_threshold=v)),
+    ("half_open_max_calls", lambda v: rk.CircuitBreaker(half_open_max_calls=v)),
+    ("success_threshold", lambda v: rk.CircuitBreaker(success_threshold=v)),
+    ("slots", lambda v: rk.RateTracker(slots=v)),
+    ("tokens", lambda v: rk.RateTracker().record("k", tokens=v)),
+]
+
+
+@pytest.mark.parametrize(("argument", "call"), COUNTS)
+@pytest.mark.parametrize("bad", [2**64, -(2**64), 2**200, HUGE, -1])
+def test_an_int_count_out_of_range_is_a_value_error_naming_it(
+    argument: str, call: Callable[[Any], Any], bad: int
+) -> None:
+    assert_refused(lambda: call(bad), ValueError, argument)
+
+
+@pytest.mark.parametrize(("argument", "call"), COUNTS)
+def test_a_bool_is_not_a_count(argument: str, call: Callable[[Any], Any]) -> None:
+    assert_refused(lambda: call(True), TypeError, argument)
+
+
+@pytest.mark.parametrize(
+    ("argument", "call"),
+    [
+        ("rate", lambda: rk.TokenBucket(1e-300, 1e-299)),
+        ("rate", lambda: rk.TokenBucket(1e-305, 1e-304)),
+        ("rate", lambda: rk.TokenBucket(1e-11, 1e-11)),
+        ("rate", lambda: rk.KeyedLimiter(1e-305, 1e-304)),
+        ("rpm", lambda: rk.Limiter(rpm=1e-300)),
+        ("rps", lambda: rk.Limiter(rps=1e-305)),
+        ("tpm", lambda: rk.Limiter(tpm=1e-320)),
+        ("rpd", lambda: rk.Limiter(rpd=1e-6)),
+        ("rate", lambda: rk.asgi.RateLimitMiddleware(None, rate=1e-300, capacity=1e-299)),  # type: ignore[arg-type]
+    ],
+)
+def test_a_rate_too_small_to_represent_is_refused(argument: str, call: Callable[[], Any]) -> None:
+    # Before: a unit's cost overflowed to "free", and these granted without limit.
+    with pytest.raises(ValueError, match="too small") as caught:
+        call()
+    assert argument in str(caught.value)
+
+
+def test_the_smallest_usable_rates_still_limit() -> None:
+    clock = rk.ManualClock()
+    slow = rk.TokenBucket(1e-9, 1, clock=clock)  # one unit every ~32 years
+    assert slow.try_acquire(1) and not slow.try_acquire(1)
+    assert slow.wait_time(1) == pytest.approx(1e9)
+    limiter = rk.Limiter(rpd=1e-4, burst=1, clock=clock)  # one request every ~27 years
+    limiter.acquire(timeout=0)
+    with pytest.raises(rk.RateLimitTimeout):
+        limiter.acquire(timeout=0)

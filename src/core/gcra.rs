@@ -47,11 +47,18 @@ impl Gcra {
         }
     }
 
-    /// Checks a rate and capacity: finite, > 0, and a full bucket not so
-    /// slow to refill that its time overflows (over ~290 years).
+    /// Checks a rate and capacity: finite, > 0, and neither one unit nor a
+    /// full bucket so slow to refill that its time overflows (over ~290
+    /// years). A rate below that (1e-300 and the like) would make a unit's
+    /// cost infinite, which saturates into grants without limit.
     pub fn check(rate: f64, capacity: f64) -> Result<(), String> {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(format!("rate must be a finite number > 0, got {rate}"));
+        }
+        if 1e9 / rate >= 9.0e18 {
+            return Err(format!(
+                "rate is too small to represent: one unit would take over 9e9 seconds, got {rate:e} per second"
+            ));
         }
         if !(capacity.is_finite() && capacity > 0.0) {
             return Err(format!(

@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt};
 
-use super::errors::config_error;
+use super::errors::{config_error, number};
 
 /// Reads a Python `int >= 0` argument: `TypeError` for anything that is not
 /// an int (bools included), `ValueError` for a negative one; ints beyond
@@ -42,7 +42,12 @@ pub struct Backoff {
 impl Backoff {
     #[new]
     #[pyo3(signature = (base=1.0, max_delay=60.0, *, multiplier=2.0, jitter="full"))]
-    fn new(base: f64, max_delay: f64, multiplier: f64, jitter: &str) -> PyResult<Self> {
+    fn new(
+        #[pyo3(from_py_with = number)] base: f64,
+        #[pyo3(from_py_with = number)] max_delay: f64,
+        #[pyo3(from_py_with = number)] multiplier: f64,
+        jitter: &str,
+    ) -> PyResult<Self> {
         let jitter = Jitter::from_name(jitter).map_err(config_error)?;
         let inner =
             backoff::Backoff::new(base, max_delay, multiplier, jitter).map_err(config_error)?;

@@ -3,7 +3,7 @@
 //! record, re-raise) in Rust so a healthy service pays almost nothing.
 
 use crate::core::breaker::{self, BreakerConfig, Permit, State};
-use pyo3::exceptions::{PyBaseException, PyException, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBaseException, PyException, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -12,7 +12,7 @@ use pyo3::PyTraverseError;
 
 use super::breaker_function::BreakerFunction;
 use super::clock::clock_from;
-use super::errors::{check_positive, circuit_open_error, config_error};
+use super::errors::{check_positive, circuit_open_error, config_error, count_arg, int, number};
 
 /// Which exceptions count as failures of the service (`failure_on=`).
 enum FailureOn {
@@ -58,14 +58,6 @@ impl FailureOn {
             obj.get_type().name()?
         )))
     }
-}
-
-/// A count setting: an int >= 1 (the core checks the upper bound).
-fn count_arg(name: &str, value: i64) -> PyResult<u64> {
-    u64::try_from(value)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| PyValueError::new_err(format!("{name} must be an int >= 1, got {value}")))
 }
 
 /// A circuit breaker (SPEC section 4). `ratekeeper.CircuitBreaker`
@@ -171,10 +163,10 @@ impl CircuitBreaker {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        failure_threshold: i64,
-        reset_timeout: f64,
-        half_open_max_calls: i64,
-        success_threshold: i64,
+        #[pyo3(from_py_with = int)] failure_threshold: i128,
+        #[pyo3(from_py_with = number)] reset_timeout: f64,
+        #[pyo3(from_py_with = int)] half_open_max_calls: i128,
+        #[pyo3(from_py_with = int)] success_threshold: i128,
         failure_on: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
         on_state_change: Option<&Bound<'_, PyAny>>,
@@ -186,11 +178,12 @@ impl CircuitBreaker {
                 hook.get_type().name()?
             )));
         }
+        let count = |name, value| count_arg(name, value, 1, u64::from(breaker::MAX_THRESHOLD));
         let config = BreakerConfig::check(
-            count_arg("failure_threshold", failure_threshold)?,
+            count("failure_threshold", failure_threshold)?,
             check_positive("reset_timeout", reset_timeout)?,
-            count_arg("half_open_max_calls", half_open_max_calls)?,
-            count_arg("success_threshold", success_threshold)?,
+            count("half_open_max_calls", half_open_max_calls)?,
+            count("success_threshold", success_threshold)?,
         )
         .map_err(config_error)?;
         let core_clock = clock_from(clock)?;

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use super::clock::clock_from;
-use super::errors::{check_positive, config_error};
+use super::errors::{check_positive, config_error, number, optional_number};
 use super::protocol::limit_pymethods;
 
 /// A token bucket: starts full, refills at `rate` units/s up to `capacity`.
@@ -36,7 +36,11 @@ impl TokenBucket {
 limit_pymethods!(TokenBucket, {
     #[new]
     #[pyo3(signature = (rate, capacity, *, clock=None))]
-    fn new(rate: f64, capacity: f64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(
+        #[pyo3(from_py_with = number)] rate: f64,
+        #[pyo3(from_py_with = number)] capacity: f64,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let clock = clock_from(clock)?;
         let inner = gcra::TokenBucket::new(rate, capacity, clock).map_err(config_error)?;
         Ok(TokenBucket { inner })
@@ -50,8 +54,8 @@ limit_pymethods!(TokenBucket, {
     #[pyo3(signature = (n, burst=None, *, clock=None))]
     fn per_second(
         _cls: &Bound<'_, PyType>,
-        n: f64,
-        burst: Option<f64>,
+        #[pyo3(from_py_with = number)] n: f64,
+        #[pyo3(from_py_with = optional_number)] burst: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         Self::per_period(n, 1.0, burst, clock)
@@ -65,8 +69,8 @@ limit_pymethods!(TokenBucket, {
     #[pyo3(signature = (n, burst=None, *, clock=None))]
     fn per_minute(
         _cls: &Bound<'_, PyType>,
-        n: f64,
-        burst: Option<f64>,
+        #[pyo3(from_py_with = number)] n: f64,
+        #[pyo3(from_py_with = optional_number)] burst: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         Self::per_period(n, 60.0, burst, clock)
@@ -80,8 +84,8 @@ limit_pymethods!(TokenBucket, {
     #[pyo3(signature = (n, burst=None, *, clock=None))]
     fn per_hour(
         _cls: &Bound<'_, PyType>,
-        n: f64,
-        burst: Option<f64>,
+        #[pyo3(from_py_with = number)] n: f64,
+        #[pyo3(from_py_with = optional_number)] burst: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         Self::per_period(n, 3600.0, burst, clock)

@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Arc;
 
-use super::errors::check_non_negative;
+use super::errors::{check_non_negative, number};
 
 /// A test clock that moves only when told to, or when something waits on it.
 ///
@@ -21,7 +21,7 @@ pub struct ManualClock {
 impl ManualClock {
     #[new]
     #[pyo3(signature = (start=0.0))]
-    fn new(start: f64) -> PyResult<Self> {
+    fn new(#[pyo3(from_py_with = number)] start: f64) -> PyResult<Self> {
         check_non_negative("start", start)?;
         let start = Nanos::from_secs_f64(start);
         if start > clock::ManualClock::LATEST {
@@ -48,7 +48,7 @@ impl ManualClock {
     ///
     /// >>> ManualClock().advance(2.5)
     /// 2.5
-    fn advance(&self, seconds: f64) -> PyResult<f64> {
+    fn advance(&self, #[pyo3(from_py_with = number)] seconds: f64) -> PyResult<f64> {
         check_non_negative("seconds", seconds)?;
         let latest = clock::ManualClock::LATEST;
         if Nanos::from_secs_f64(seconds) > latest - self.inner.now() {

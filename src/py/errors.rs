@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use crate::core::{LimitError, Nanos};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyBool, PyType};
 
 impl From<LimitError> for PyErr {
     fn from(err: LimitError) -> PyErr {
@@ -17,6 +17,60 @@ impl From<LimitError> for PyErr {
 /// A configuration error from the core (the message names the argument).
 pub fn config_error(message: String) -> PyErr {
     PyValueError::new_err(message)
+}
+
+/// A float argument, for `#[pyo3(from_py_with = number)]`: an int too large
+/// for a float (`10**400`) becomes an infinity of its sign instead of an
+/// `OverflowError` that names nothing, so that the argument's own check
+/// refuses it with a `ValueError` naming the argument.
+pub fn number(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    match value.extract::<f64>() {
+        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => Ok(if value.lt(0)? {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }),
+        other => other,
+    }
+}
+
+/// [`number`] for an argument that may be `None`.
+pub fn optional_number(value: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    if value.is_none() {
+        Ok(None)
+    } else {
+        number(value).map(Some)
+    }
+}
+
+/// An int argument, for `#[pyo3(from_py_with = int)]`: never a bool; an int
+/// too large for 128 bits saturates instead of raising `OverflowError`, so
+/// that [`count_arg`] refuses it with a `ValueError` naming the argument.
+pub fn int(value: &Bound<'_, PyAny>) -> PyResult<i128> {
+    if value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err("expected an int, got bool"));
+    }
+    match value.extract::<i128>() {
+        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => {
+            Ok(if value.lt(0)? { i128::MIN } else { i128::MAX })
+        }
+        other => other,
+    }
+}
+
+/// Checks a count argument read by [`int`]: from `min` to `max`.
+pub fn count_arg(name: &str, value: i128, min: u64, max: u64) -> PyResult<u64> {
+    if value >= i128::from(min) && value <= i128::from(max) {
+        return Ok(value as u64);
+    }
+    let shown = if value == i128::MAX || value == i128::MIN {
+        "an int too large to use".to_string()
+    } else {
+        value.to_string()
+    };
+    Err(PyValueError::new_err(format!(
+        "{name} must be an int from {min} to {max}, got {shown}"
+    )))
 }
 
 /// Checks an optional timeout: `None`, or a finite number >= 0.

@@ -5,7 +5,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::clock::clock_from;
-use super::errors::{check_positive, config_error};
+use super::errors::{check_positive, config_error, count_arg, int, number};
 
 /// Counts requests and tokens per key over the last `window` seconds.
 ///
@@ -26,11 +26,14 @@ pub struct RateTracker {
 impl RateTracker {
     #[new]
     #[pyo3(signature = (window=60.0, *, slots=60, clock=None))]
-    fn new(window: f64, slots: i64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(
+        #[pyo3(from_py_with = number)] window: f64,
+        #[pyo3(from_py_with = int)] slots: i128,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let clock = clock_from(clock)?;
-        let slots = usize::try_from(slots).map_err(|_| {
-            config_error(format!("slots must be between 1 and 100000, got {slots}"))
-        })?;
+        // The core checks the range again, naming the same bounds.
+        let slots = count_arg("slots", slots, 1, 100_000)? as usize;
         let inner = tracker::RateTracker::new(window, slots, clock).map_err(config_error)?;
         Ok(RateTracker { inner })
     }
@@ -40,10 +43,8 @@ impl RateTracker {
     /// >>> tracker = RateTracker(); tracker.record("u1", tokens=500); tracker.requests("u1")
     /// 1
     #[pyo3(signature = (key="default", tokens=0))]
-    fn record(&self, key: &str, tokens: i64) -> PyResult<()> {
-        let tokens = u64::try_from(tokens).map_err(|_| {
-            PyValueError::new_err(format!("tokens must be an int >= 0, got {tokens}"))
-        })?;
+    fn record(&self, key: &str, #[pyo3(from_py_with = int)] tokens: i128) -> PyResult<()> {
+        let tokens = count_arg("tokens", tokens, 0, u64::MAX)?;
         self.inner.record(key, tokens);
         Ok(())
     }

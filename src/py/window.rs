@@ -24,7 +24,11 @@ macro_rules! window_class {
         limit_pymethods!($name, {
             #[new]
             #[pyo3(signature = (limit, window, *, clock=None))]
-            fn new(limit: f64, window: f64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+            fn new(
+                #[pyo3(from_py_with = $crate::py::errors::number)] limit: f64,
+                #[pyo3(from_py_with = $crate::py::errors::number)] window: f64,
+                clock: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Self> {
                 let clock = clock_from(clock)?;
                 let inner = <$core>::new(limit, window, clock).map_err(config_error)?;
                 Ok($name { inner })
