@@ -182,8 +182,9 @@ class _Run:
         assert self.writer is not None
         self.writer.write(job, record)  # BatchWriteError: the caller stops the batch
         self.summary.count(status, attempts)
-        self.summary.lines.append((job.id, took, attempts, status))
-        self.progress.advance()
+        if status != "invalid":  # the bar counts the lines to send
+            self.summary.lines.append((job.id, took, attempts, status))
+            self.progress.advance()
 
     def finish(self, job: Job, outcome: Outcome) -> None:
         if self.secret and self.secret in outcome.message:
