@@ -148,6 +148,12 @@ class Sender:
         self.rpm, self.tpm, self.burst = rpm, tpm, burst
         self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
         self.learned: dict[str, float] = {}
+        # With no budget given, one request goes first and the others wait for
+        # its answer: its headers say the limits before a burst can hit them.
+        self.first_answer: Optional[asyncio.Event] = None
+        if rpm is None and tpm is None:
+            self.first_answer = asyncio.Event()
+        self.probing = False
         self.max_retries, self.stop_after = max_retries, stop_after
         self.backoff = Backoff(base=0.5, max_delay=20.0)
         self.down_in_a_row = 0
@@ -178,8 +184,20 @@ class Sender:
         self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=self.burst if self.rpm else None)
 
     async def send(self, job: Job, in_flight: list[bool], worker: int = 0) -> Outcome:
-        """Sends ``job`` (on ``worker``'s connection) until it succeeds, fails for good,
-        or runs out of retries."""
+        """Sends ``job`` on ``worker``'s connection until it succeeds, fails for good, or runs out."""
+        first = self.first_answer
+        if first is not None and not first.is_set():
+            if self.probing:
+                await first.wait()
+            else:
+                self.probing = True
+                try:
+                    return await self._send(job, in_flight, worker)
+                finally:
+                    first.set()  # even if the probe failed or was cancelled: never a hang
+        return await self._send(job, in_flight, worker)
+
+    async def _send(self, job: Job, in_flight: list[bool], worker: int) -> Outcome:
         assert job.body is not None
         url = endpoint(self.provider, self.base_url, job.url)
         payload = json.dumps(job.body).encode()
@@ -240,6 +258,8 @@ class Sender:
             self.limiter.update_from_headers(headers)
         if outcome.ok and self.tpm:
             permit.reconcile(tokens)
+        if self.first_answer is not None:
+            self.first_answer.set()
         down = status is None or status in _DOWN_STATUSES
         self.down_in_a_row = self.down_in_a_row + 1 if down else 0
         wait: Optional[float] = None
