@@ -244,3 +244,12 @@ async def test_summary_json_holds_counts_and_latency(tmp_path: Path) -> None:
     data = json.loads(target.read_text())
     assert data["ok"] == 10 and data["http_requests"] == 10 and data["retries"] == 0
     assert set(data["latency_seconds"]) == {"p50", "p90", "p99", "max"}
+
+
+async def test_a_limit_not_given_is_learned_from_the_first_answer(tmp_path: Path) -> None:
+    lines = [{"id": i, "messages": HELLO} for i in range(30)]
+    with MockProvider(rpm=600, burst=10, tolerance=0.5) as p:
+        summary, _ = await run(tmp_path, p, lines, model="m", concurrency=8)
+        rejected = p.rate_limited
+    assert summary.learned == {"rpm": 600.0} and summary.ok == 30
+    assert rejected == 0  # one request went first; its headers set the pace of the rest

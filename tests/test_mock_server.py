@@ -202,3 +202,83 @@ async def test_async_with_serves_and_stops_cleanly() -> None:
 def test_bad_arguments_raise_value_error_naming_them(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         MockProvider(**kwargs)
+
+
+def test_kept_alive_requests_are_answered_without_a_nagle_delay() -> None:
+    # Without TCP_NODELAY each answer on a kept-alive connection waited ~40 ms
+    # for the client's delayed ACK: 20 of them took ~0.9 s.
+    with MockProvider(rpm=None) as p, httpx.Client() as client:
+        body = {"model": "m", "messages": HELLO}
+        client.post(p.base_url + "/chat/completions", json=body)  # opens the connection
+        started = time.monotonic()
+        for _ in range(20):
+            client.post(p.base_url + "/chat/completions", json=body)
+        assert time.monotonic() - started < 0.5
+
+
+def test_responses_stream_sends_the_events_the_sdk_assembles() -> None:
+    with MockProvider(rpm=None) as p:
+        events = list(
+            _openai(p).responses.create(model="m", input="hello", max_output_tokens=12, stream=True)
+        )
+        with _openai(p).responses.stream(model="m", input="hi", max_output_tokens=5) as stream:
+            final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed" and "response.output_text.delta" in kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == events[-1].response.output_text and len(deltas.split()) == 12
+    assert events[-1].response.usage.output_tokens == 12
+    assert final.output_text.split() == ["this", "is", "a", "mock", "reply"]
+
+
+def test_anthropic_count_tokens_answers_without_spending_the_message_budget() -> None:
+    with MockProvider(rpm=1, tolerance=0) as p:
+        client = _anthropic(p)
+        for _ in range(3):
+            counted = client.messages.count_tokens(model="c", messages=HELLO)
+            assert counted.input_tokens == 3
+        client.messages.create(model="c", max_tokens=5, messages=HELLO)
+        assert p.hits("/v1/messages/count_tokens") == 3 and p.rate_limited == 0
+
+
+def test_gemini_generate_content_and_its_resource_exhausted_429() -> None:
+    from google import genai
+    from google.genai import errors, types
+
+    with MockProvider(rpm=1, tolerance=0) as p:
+        client = genai.Client(api_key="g-key", http_options=types.HttpOptions(base_url=p.url))
+        reply = client.models.generate_content(
+            model="gemini-2.0-flash",
+            contents="hello there",
+            config=types.GenerateContentConfig(max_output_tokens=6),
+        )
+        assert reply.text is not None and len(reply.text.split()) == 6
+        assert reply.usage_metadata is not None and reply.usage_metadata.total_token_count == 9
+        with pytest.raises(errors.ClientError) as caught:
+            client.models.generate_content(model="gemini-2.0-flash", contents="again")
+        (hit, limited) = p.requests
+    assert hit.path.endswith("/models/gemini-2.0-flash:generateContent")
+    assert hit.headers["x-goog-api-key"] == "g-key"
+    assert caught.value.code == 429 and caught.value.status == "RESOURCE_EXHAUSTED"
+    (detail,) = caught.value.details["error"]["details"]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.RetryInfo"
+    assert detail["retryDelay"].endswith("s") and int(detail["retryDelay"][:-1]) >= 1
+    assert limited.outcome == "rate_limited"
+
+
+def test_a_reply_with_half_a_utf16_pair_is_sent_as_valid_json() -> None:
+    with MockProvider(rpm=None, reply="cut \ud83d") as p:
+        raw = httpx.post(p.base_url + "/chat/completions", json={"model": "m", "messages": HELLO})
+    assert b"\\ud83d" in raw.content
+    assert raw.json()["choices"][0]["message"]["content"] == "cut \ud83d"
+
+
+def test_requests_record_the_credentials_they_carried() -> None:
+    with MockProvider(rpm=None) as p:
+        _openai(p).chat.completions.create(model="m", messages=HELLO)
+        _anthropic(p).messages.create(model="c", max_tokens=3, messages=HELLO)
+        openai_hit, anthropic_hit = p.requests
+    assert openai_hit.headers == {"authorization": "Bearer k"}
+    assert set(anthropic_hit.headers.values()) <= {"k", "Bearer k"} and anthropic_hit.headers

@@ -41,3 +41,26 @@ def test_fixtures_reach_user_test_files_through_the_entry_point(pytester: pytest
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.mock_provider(rpm=2, tolerance=0, faults=[{"status": 503}])
+def test_mock_provider_fixture_takes_limits_and_faults_from_a_marker(
+    mock_provider: MockProvider,
+) -> None:
+    client = openai.OpenAI(base_url=mock_provider.base_url, api_key="k", max_retries=0)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    for _ in range(2):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert mock_provider.rpm == 2
+
+
+@pytest.mark.parametrize("mock_provider", [{"rpm": None, "reply": "fixed"}], indirect=True)
+def test_mock_provider_fixture_takes_options_by_indirect_parametrization(
+    mock_provider: MockProvider,
+) -> None:
+    client = openai.OpenAI(base_url=mock_provider.base_url, api_key="k", max_retries=0)
+    reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert reply.choices[0].message.content == "fixed" and mock_provider.rpm is None

@@ -182,8 +182,9 @@ class _Run:
         assert self.writer is not None
         self.writer.write(job, record)  # BatchWriteError: the caller stops the batch
         self.summary.count(status, attempts)
-        self.summary.lines.append((job.id, took, attempts, status))
-        self.progress.advance()
+        if status != "invalid":  # the bar counts the lines to send
+            self.summary.lines.append((job.id, took, attempts, status))
+            self.progress.advance()
 
     def finish(self, job: Job, outcome: Outcome) -> None:
         if self.secret and self.secret in outcome.message:
@@ -194,20 +195,20 @@ class _Run:
     def write_failed(self, exc: BatchWriteError) -> None:
         self.stop(f"{exc}; the lines not written are sent again on the next run", EXIT_WRITE)
 
-    async def run_job(self, job: Job) -> None:
+    async def run_job(self, job: Job, worker: int) -> None:
         try:
-            await self._run_job(job)
+            await self._run_job(job, worker)
         except BatchWriteError as exc:
             self.write_failed(exc)
 
-    async def _run_job(self, job: Job) -> None:
+    async def _run_job(self, job: Job, worker: int) -> None:
         assert self.sender is not None
         task = asyncio.current_task()
         assert task is not None
         flag = self.in_flight[task] = [False]
         started, wall = time.monotonic(), time.time()
         try:
-            outcome = await self.sender.send(job, flag)
+            outcome = await self.sender.send(job, flag, worker)
         except asyncio.CancelledError:
             if flag[0]:
                 took = time.monotonic() - started
@@ -225,13 +226,13 @@ class _Run:
             self.in_flight.pop(task, None)
         self.finish(job, outcome)
 
-    async def worker(self) -> None:
+    async def worker(self, index: int) -> None:
         while not self.stopping:
             try:
                 job = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await self.run_job(job)
+            await self.run_job(job, index)
 
 
 def _install_sigint(run: _Run) -> bool:
@@ -310,7 +311,7 @@ async def _send_all(run: _Run, jobs: list[Job], todo: list[Job], api_key: str) -
         rpm=o.rpm,
         tpm=o.tpm,
         burst=o.burst,
-        concurrency=o.concurrency,
+        concurrency=min(o.concurrency, len(todo)),
         max_retries=o.max_retries,
         timeout=o.timeout,
         stop_after=o.stop_after,
@@ -319,7 +320,7 @@ async def _send_all(run: _Run, jobs: list[Job], todo: list[Job], api_key: str) -
     sender.stopping = lambda: run.stopping
     try:
         count = min(o.concurrency, len(todo))
-        run.workers = [asyncio.create_task(run.worker()) for _ in range(count)]
+        run.workers = [asyncio.create_task(run.worker(i)) for i in range(count)]
         await asyncio.gather(*run.workers, return_exceptions=True)
     finally:
         run.summary.learned = sender.learned

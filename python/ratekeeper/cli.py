@@ -171,7 +171,9 @@ def _mock_server(args: argparse.Namespace) -> int:
 
 
 # What the `cli` extra of pyproject.toml installs for this command.
-CLI_PACKAGES = frozenset({"openai", "anthropic", "starlette", "uvicorn", "tqdm", "httpx"})
+CLI_PACKAGES = frozenset(
+    {"openai", "anthropic", "starlette", "uvicorn", "tqdm", "httpx", "httpcore"}
+)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -36,6 +36,7 @@ ROUTES = {
     "/v1/messages": "messages",
     "/v1/messages/count_tokens": "count_tokens",
     "/v1beta/models/{model}:generateContent": "gemini",
+    "/v1/models/{model}:generateContent": "gemini",  # google-genai's path with a base_url
 }
 _KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 _ANTHROPIC_ERRORS = {
