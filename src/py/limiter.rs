@@ -460,8 +460,8 @@ impl Limiter {
 
     /// Counters: granted, rejected (timed out), cancelled, waited_seconds,
     /// rate_limited (429s seen), retries, in_flight (permits not released),
-    /// waiting (for a slot), paused_for (seconds), available (per budget),
-    /// wait_histogram (each grant's wait for its budgets: `buckets`, a list
+    /// waiting (for a slot), paused_for (seconds), available and capacity
+    /// (per budget), wait_histogram (each grant's wait for its budgets: `buckets`, a list
     /// of `(upper bound in seconds, grants that waited no longer)` ending at
     /// `inf`, and `sum`, their seconds).
     ///
@@ -486,12 +486,17 @@ impl Limiter {
         out.set_item("waiting", waiting)?;
         out.set_item("paused_for", shared.budgets.paused_for().as_secs_f64())?;
         let available = PyDict::new(py);
+        let capacity = PyDict::new(py);
         for budget in Budget::ALL {
             if let Some(units) = shared.budgets.available(budget) {
                 available.set_item(budget.name(), units)?;
             }
+            if let Some(rule) = shared.budgets.rule(budget) {
+                capacity.set_item(budget.name(), rule.capacity())?;
+            }
         }
         out.set_item("available", available)?;
+        out.set_item("capacity", capacity)?;
         out.set_item("wait_histogram", wait_histogram(py, stats)?)?;
         Ok(out)
     }

@@ -118,6 +118,7 @@ def _read_stats(stats: dict[str, Any], reading: Reading) -> None:
         if number is not None:
             out[key].append(({}, number))
     _per_budget(stats.get("available"), out["available"])
+    _per_budget(stats.get("capacity"), out["limit"])
     _per_budget(stats.get("learned"), out["learned_limit"])
     histogram = stats.get("wait_histogram")
     if isinstance(histogram, dict) and isinstance(histogram.get("buckets"), list):
