@@ -187,3 +187,20 @@ def test_bad_arguments_are_refused() -> None:
         register(object(), registry=CollectorRegistry())
     with pytest.raises(ValueError, match="non-empty str"):
         register(rk.Limiter(rpm=1), registry=CollectorRegistry(), name="")
+
+
+def test_redis_backed_limiters_are_exported(redis_url: str, unique_key: str) -> None:
+    registry = CollectorRegistry()
+    limiter = rk.Limiter(rpm=60, backend=rk.RedisBackend(redis_url), key=unique_key)
+    bucket = rk.RedisTokenBucket(rk.RedisBackend(redis_url), unique_key + "-b", 1.0, 5)
+    register(limiter, registry=registry, name="shared")
+    register(bucket, registry=registry, name="bucket")
+    limiter.acquire().release()
+    bucket.try_acquire(2)
+    got = scrape(registry)
+    assert got["ratekeeper_requests_granted_total"][(("name", "shared"),)] == 1
+    assert got["ratekeeper_available"][(("budget", "rpm"), ("name", "shared"))] == pytest.approx(
+        59, abs=0.5
+    )
+    assert got["ratekeeper_wait_seconds_count"][(("name", "shared"),)] == 1  # +Inf bucket only
+    assert got["ratekeeper_limit"][(("budget", "units"), ("name", "bucket"))] == 5

@@ -19,7 +19,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 __all__ = ["METRICS", "Metric", "Reading", "Sources", "read"]
 
@@ -183,6 +183,14 @@ def read(obj: Any) -> Reading:
     return reading
 
 
+def _ref(obj: Any) -> Callable[[], Any]:
+    """A weak reference to ``obj``, or a strong one if it has none (kept until removed)."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
 class Sources:
     """The objects one exporter reads, by name, held weakly (a dropped limiter disappears).
 
@@ -194,7 +202,7 @@ class Sources:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._refs: dict[str, weakref.ref[Any]] = {}
+        self._refs: dict[str, Callable[[], Any]] = {}
 
     def add(self, obj: Any, name: Optional[str]) -> str:
         """Adds ``obj`` under ``name`` (default: its type's name); returns the name."""
@@ -213,7 +221,7 @@ class Sources:
                 raise ValueError(
                     f"a source named {name!r} is already registered here; pass another name="
                 )
-            self._refs[name] = weakref.ref(obj)
+            self._refs[name] = _ref(obj)
         return name
 
     def remove(self, name: str) -> None:
