@@ -280,3 +280,30 @@ def test_a_429_then_a_success_logs_a_warning_and_a_retry(
     assert records_of(caplog, "retry")[0].levelno == logging.INFO
     assert [e.kind for e in seen][:2] == ["rate_limited", "retry"]
     assert all(SECRET not in every_text_of(r) for r in caplog.records)
+
+
+def test_a_link_adds_its_fields_to_the_childs_events(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = rk.Limiter(rpm=60)
+    breaker = rk.CircuitBreaker(failure_threshold=1)
+    link(breaker, limiter, model="gpt-4o")
+    seen: list[rk.Event] = []
+    rk.subscribe(limiter, seen.append)
+    caplog.set_level(logging.INFO, logger="ratekeeper")
+    breaker.trip()
+    assert seen[0].fields == {"model": "gpt-4o", "state": "open", "previous": "closed"}
+    assert caplog.records[0].getMessage() == "circuit breaker closed -> open model=gpt-4o"
+    assert caplog.records[0].model == "gpt-4o"  # type: ignore[attr-defined]
+
+
+def test_redis_limiters_can_be_subscribed_to_and_are_released_on_unsubscribe(
+    redis_url: str, unique_key: str
+) -> None:
+    bucket = rk.RedisTokenBucket(rk.RedisBackend(redis_url), unique_key, 1.0, 5)
+    limiter = rk.Limiter(rpm=60, backend=rk.RedisBackend(redis_url), key=unique_key + "-l")
+    for source in (bucket, limiter):
+        seen: list[rk.Event] = []
+        stop = rk.subscribe(source, seen.append)
+        emit("redis_outage", source, error="refused")
+        stop()
+        emit("redis_outage", source, error="refused")
+        assert [e.source for e in seen] == [source]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import openai
@@ -71,15 +72,43 @@ def test_a_scrape_reads_the_counters_as_they_are_then() -> None:
     assert (before, after) == (0, 1)
 
 
-def test_waits_add_up_in_the_histogram_sum() -> None:
-    limiter = rk.Limiter(rps=20, burst=1)
+def test_each_grants_wait_lands_in_its_histogram_bucket() -> None:
+    limiter = rk.Limiter(rps=10, burst=1, clock=rk.ManualClock())
+    registry = CollectorRegistry()
+    register(limiter, registry=registry, name="x")
+    limiter.acquire().release()  # no wait
+    limiter.acquire().release()  # 0.1 s (the manual clock moves by the wait)
+    limiter.pause(2.0)
+    limiter.acquire().release()  # 2 s
+    got = scrape(registry)
+    buckets = {dict(k)["le"]: v for k, v in got["ratekeeper_wait_seconds_bucket"].items()}
+    assert buckets["0.005"] == buckets["0.05"] == 1
+    assert buckets["0.1"] == buckets["1.0"] == 2
+    assert buckets["2.5"] == buckets["300.0"] == buckets["+Inf"] == 3
+    assert list(buckets) == sorted(buckets, key=float)
+    assert got["ratekeeper_wait_seconds_count"][(("name", "x"),)] == 3
+    assert got["ratekeeper_wait_seconds_sum"][(("name", "x"),)] == pytest.approx(2.1)
+
+
+def test_a_cancelled_wait_leaves_the_histogram() -> None:
+    limiter = rk.Limiter(rps=10, burst=1, clock=rk.ManualClock())
     registry = CollectorRegistry()
     register(limiter, registry=registry, name="x")
     limiter.acquire().release()
-    limiter.acquire().release()  # waits about 1/20 s
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(limiter.acquire_async())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    assert limiter.stats()["cancelled"] == 1
     got = scrape(registry)
-    assert 0.02 < got["ratekeeper_wait_seconds_sum"][(("name", "x"),)] < 1.0
-    assert got["ratekeeper_wait_seconds_count"][(("name", "x"),)] == 2
+    buckets = {dict(k)["le"]: v for k, v in got["ratekeeper_wait_seconds_bucket"].items()}
+    assert buckets["0.005"] == buckets["+Inf"] == 1
+    assert got["ratekeeper_wait_seconds_sum"][(("name", "x"),)] == 0.0
 
 
 def test_a_breaker_exports_its_state() -> None:
@@ -158,3 +187,20 @@ def test_bad_arguments_are_refused() -> None:
         register(object(), registry=CollectorRegistry())
     with pytest.raises(ValueError, match="non-empty str"):
         register(rk.Limiter(rpm=1), registry=CollectorRegistry(), name="")
+
+
+def test_redis_backed_limiters_are_exported(redis_url: str, unique_key: str) -> None:
+    registry = CollectorRegistry()
+    limiter = rk.Limiter(rpm=60, backend=rk.RedisBackend(redis_url), key=unique_key)
+    bucket = rk.RedisTokenBucket(rk.RedisBackend(redis_url), unique_key + "-b", 1.0, 5)
+    register(limiter, registry=registry, name="shared")
+    register(bucket, registry=registry, name="bucket")
+    limiter.acquire().release()
+    bucket.try_acquire(2)
+    got = scrape(registry)
+    assert got["ratekeeper_requests_granted_total"][(("name", "shared"),)] == 1
+    assert got["ratekeeper_available"][(("budget", "rpm"), ("name", "shared"))] == pytest.approx(
+        59, abs=0.5
+    )
+    assert got["ratekeeper_wait_seconds_count"][(("name", "shared"),)] == 1  # +Inf bucket only
+    assert got["ratekeeper_limit"][(("budget", "units"), ("name", "bucket"))] == 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,16 +111,21 @@ def _shown(value: Any) -> str:
 
 
 def message_of(kind: str, fields: Mapping[str, Any]) -> str:
-    """The log message of one event; fields it names but lacks read ``?``.
+    """The log message of one event: its template, then the fields it does not name.
+
+    Fields the template names but the event lacks read ``?``.
 
     >>> message_of("pause", {"wait": 1.5})
     'limiter paused for 1.5s: no permit until then'
+    >>> message_of("redis_outage", {"error": "refused", "on_error": "local"})
+    'Redis is unreachable (refused) on_error=local'
     """
-    template = _TEMPLATES.get(kind)
-    if template is None:
-        return f"{kind} " + " ".join(f"{k}={_shown(v)}" for k, v in fields.items())
+    template = _TEMPLATES.get(kind, kind)
     shown = {name: _shown(value) for name, value in fields.items()}
-    return template.format_map(_Missing(shown))
+    named = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    rest = " ".join(f"{name}={value}" for name, value in shown.items() if name not in named)
+    message = template.format_map(_Missing(shown))
+    return f"{message} {rest}" if rest else message
 
 
 class _Missing(dict[str, str]):

@@ -65,10 +65,10 @@ Subscriber = Callable[[Event], object]
 # a weak reference so a subscription never keeps its source alive). Both are
 # replaced, never mutated, so emit reads them without the lock.
 _everyone: tuple[Subscriber, ...] = ()
-_by_source: dict[int, tuple[weakref.ref[Any], tuple[Subscriber, ...]]] = {}
+_by_source: dict[int, tuple[Ref, tuple[Subscriber, ...]]] = {}
 # A source whose events also reach the subscribers of another (a wrapped
-# client's breakers -> its limiter).
-_parents: dict[int, tuple[weakref.ref[Any], weakref.ref[Any]]] = {}
+# client's breakers -> its limiter), with fields added to its events.
+_parents: dict[int, tuple[Ref, Ref, dict[str, Any]]] = {}
 _lock = threading.Lock()
 
 
@@ -78,14 +78,21 @@ def _target(obj: object) -> object:
     return obj if limiter is None else limiter
 
 
-def _weak(obj: object, on_death: Callable[[weakref.ref[Any]], None]) -> weakref.ref[Any]:
-    try:
-        return weakref.ref(obj, on_death)
-    except TypeError:
+Ref = Callable[[], Any]
+
+
+def _weak(obj: object, on_death: Callable[[Any], None]) -> Ref:
+    """A weak reference to ``obj``; for the few objects that have none, a strong one."""
+    if obj is None or isinstance(obj, (int, float, str, bytes, tuple)):
         raise TypeError(
             f"cannot subscribe to a {type(obj).__name__}: pass a limiter, a breaker, "
             "a wrapped client or None"
-        ) from None
+        )
+    try:
+        return weakref.ref(obj, on_death)
+    except TypeError:
+        # Held until unsubscribed; its id cannot be reused meanwhile.
+        return lambda: obj
 
 
 def subscribe(obj: object, fn: Subscriber) -> Callable[[], None]:
@@ -116,7 +123,7 @@ def subscribe(obj: object, fn: Subscriber) -> Callable[[], None]:
     return lambda: _unsubscribe(ref, fn)
 
 
-def _unsubscribe(ref: Optional[weakref.ref[Any]], fn: Subscriber) -> None:
+def _unsubscribe(ref: Optional[Ref], fn: Subscriber) -> None:
     global _everyone
     with _lock:
         if ref is None:
@@ -156,20 +163,21 @@ def _forget(
             del parents[key]
 
 
-def link(child: object, parent: object) -> None:
-    """Events of ``child`` also reach the subscribers of ``parent`` (neither kept alive).
+def link(child: object, parent: object, /, **fields: Any) -> None:
+    """Events of ``child`` also reach the subscribers of ``parent``, with ``fields`` added.
 
-    ``rk.wrap`` links the breakers it uses to its limiter, so a subscription
-    on the wrapped client sees them.
+    ``rk.wrap`` links each model's breaker to its limiter with the model, so
+    a subscription on the wrapped client sees the breakers, and their
+    events say which model they guard. Neither object is kept alive.
 
     >>> import ratekeeper as rk
-    >>> link(rk.CircuitBreaker(), rk.Limiter(rpm=60))
+    >>> link(rk.CircuitBreaker(), rk.Limiter(rpm=60), model="gpt-4o")
     """
     key = id(child)
     child_ref = _weak(child, functools.partial(_forget, key))
     parent_ref = _weak(_target(parent), lambda _: None)
     with _lock:
-        _parents[key] = (child_ref, parent_ref)
+        _parents[key] = (child_ref, parent_ref, dict(fields))
 
 
 def _subscribers_of(source: object) -> list[Subscriber]:
@@ -196,6 +204,8 @@ def emit(kind: str, source: object, /, **fields: Any) -> None:
     """
     try:
         logger, level = LOG_RULES.get(kind, _fallback_rule)
+        if _parents and source is not None:
+            fields = _with_link_fields(source, fields)
         if kind == "breaker_state" and fields.get("state") == "open":
             level = logging.WARNING
         logging_on = logger.isEnabledFor(level)
@@ -209,6 +219,13 @@ def emit(kind: str, source: object, /, **fields: Any) -> None:
             _deliver(Event(kind, source, clean), subscribers)
     except Exception:  # emit must never break the code that reports
         _log.exception("could not report a %s event", kind)
+
+
+def _with_link_fields(source: object, fields: dict[str, Any]) -> dict[str, Any]:
+    entry = _parents.get(id(source))
+    if entry is None or not entry[2] or entry[0]() is not source:
+        return fields
+    return {**entry[2], **fields}
 
 
 def _deliver(event: Event, subscribers: list[Subscriber]) -> None:

@@ -29,6 +29,7 @@
 use super::clock::{Clock, Nanos};
 use super::gcra::Gcra;
 use super::limit::{decide, Reservation};
+use super::waits::WaitHistogram;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -249,6 +250,8 @@ pub struct Stats {
     pub waited_ns: AtomicU64,
     pub rate_limited: AtomicU64,
     pub retries: AtomicU64,
+    /// The budget waits of the grants, bucketed (for a histogram).
+    pub waits: WaitHistogram,
 }
 
 #[derive(Debug, Default)]
@@ -382,6 +385,8 @@ impl Budgets {
             charged_after: state.charged,
         };
         drop(state);
+        // Before `granted`: a reader never sees more waits than grants.
+        self.stats.waits.observe(grant.waited);
         self.stats.granted.fetch_add(1, Ordering::Relaxed);
         self.stats
             .waited_ns
@@ -414,6 +419,7 @@ impl Budgets {
         drop(state);
         // Counted as cancelled, not granted; its wait was added at reserve.
         self.stats.granted.fetch_sub(1, Ordering::Relaxed);
+        self.stats.waits.forget(grant.waited);
         self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
         self.stats
             .waited_ns

@@ -17,3 +17,4 @@ pub mod breaker;
 pub mod keyed;
 pub mod redis;
 pub mod tracker;
+pub mod waits;

@@ -8,13 +8,14 @@
 //! (`loop.call_soon_threadsafe`), so the loop never blocks and the fast path
 //! (a free slot) is one CAS.
 
-use crate::core::limiter::{Amounts, Budget, Budgets, Refill, ServerBudget, BUDGETS};
+use crate::core::limiter::{Amounts, Budget, Budgets, Refill, ServerBudget, Stats, BUDGETS};
 use crate::core::semaphore::{Enqueued, Semaphore};
+use crate::core::waits::WAIT_BOUNDS;
 use crate::core::{Clock, Nanos};
 use parking_lot::{Condvar, Mutex};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -459,7 +460,10 @@ impl Limiter {
 
     /// Counters: granted, rejected (timed out), cancelled, waited_seconds,
     /// rate_limited (429s seen), retries, in_flight (permits not released),
-    /// waiting (for a slot), paused_for (seconds), available (per budget).
+    /// waiting (for a slot), paused_for (seconds), available and capacity
+    /// (per budget), wait_histogram (each grant's wait for its budgets: `buckets`, a list
+    /// of `(upper bound in seconds, grants that waited no longer)` ending at
+    /// `inf`, and `sum`, their seconds).
     ///
     /// >>> Limiter(rpm=60).stats()["available"]
     /// {'rpm': 60.0}
@@ -482,12 +486,18 @@ impl Limiter {
         out.set_item("waiting", waiting)?;
         out.set_item("paused_for", shared.budgets.paused_for().as_secs_f64())?;
         let available = PyDict::new(py);
+        let capacity = PyDict::new(py);
         for budget in Budget::ALL {
             if let Some(units) = shared.budgets.available(budget) {
                 available.set_item(budget.name(), units)?;
             }
+            if let Some(rule) = shared.budgets.rule(budget) {
+                capacity.set_item(budget.name(), rule.capacity())?;
+            }
         }
         out.set_item("available", available)?;
+        out.set_item("capacity", capacity)?;
+        out.set_item("wait_histogram", wait_histogram(py, stats)?)?;
         Ok(out)
     }
 
@@ -565,4 +575,25 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Limiter>()?;
     m.add_class::<Permit>()?;
     Ok(())
+}
+
+/// `{"buckets": [(le, cumulative grants)..., (inf, grants)], "sum": seconds}`
+/// from the grant count and the bucketed waits (zero waits are the rest).
+fn wait_histogram<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, PyDict>> {
+    let (waits, sum) = stats.waits.snapshot();
+    let waited: u64 = waits.iter().sum();
+    // Waits are counted before their grant: `granted` is never behind for long.
+    let mut cumulative = stats.granted.load(Ordering::Relaxed).saturating_sub(waited);
+    let buckets = PyList::empty(py);
+    for (i, count) in waits.iter().enumerate() {
+        cumulative += count;
+        let bound = WAIT_BOUNDS
+            .get(i)
+            .map_or(f64::INFINITY, |b| b.as_secs_f64());
+        buckets.append((bound, cumulative))?;
+    }
+    let out = PyDict::new(py);
+    out.set_item("buckets", buckets)?;
+    out.set_item("sum", sum.as_secs_f64())?;
+    Ok(out)
 }

@@ -9,7 +9,7 @@ Exporters: ``ratekeeper.metrics.prometheus.register`` (extra ``prometheus``)
 and ``ratekeeper.metrics.otel.instrument`` (extra ``otel``).
 
 >>> import ratekeeper as rk
->>> read(rk.Limiter(rpm=60))["available"]
+>>> read(rk.Limiter(rpm=60)).samples["available"]
 [({'budget': 'rpm'}, 60.0)]
 """
 
@@ -18,10 +18,10 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
 
-__all__ = ["METRICS", "Metric", "Sources", "read"]
+__all__ = ["METRICS", "Metric", "Reading", "Sources", "read"]
 
 Samples = list[tuple[dict[str, str], float]]
 
@@ -60,6 +60,26 @@ METRICS = (
     Metric("breaker.failures", "gauge", "{failure}", "Consecutive failures counted."),
 )
 
+
+@dataclass
+class Reading:
+    """One source's metrics at one moment.
+
+    ``samples`` maps each metric key to ``[(labels, value), ...]`` (no
+    ``name`` label); ``wait_buckets`` is ``[(upper bound s, cumulative
+    grants), ..., (inf, grants)]`` and ``wait_sum`` their seconds, or
+    ``None`` for a source that does not bucket its waits (the exporter then
+    has the ``+Inf`` bucket only).
+
+    >>> Reading().samples["retries"]
+    []
+    """
+
+    samples: dict[str, Samples] = field(default_factory=lambda: {m.key: [] for m in METRICS})
+    wait_buckets: Optional[list[tuple[float, float]]] = None
+    wait_sum: float = 0.0
+
+
 _COUNTERS = {
     "granted": "requests.granted",
     "rejected": "requests.rejected",
@@ -91,13 +111,19 @@ def _per_budget(table: Any, out: Samples, labels: Optional[dict[str, str]] = Non
             out.append(({**(labels or {}), "budget": str(budget)}, number))
 
 
-def _read_stats(stats: dict[str, Any], out: dict[str, Samples]) -> None:
+def _read_stats(stats: dict[str, Any], reading: Reading) -> None:
+    out = reading.samples
     for stat, key in _COUNTERS.items():
         number = _number(stats.get(stat))
         if number is not None:
             out[key].append(({}, number))
     _per_budget(stats.get("available"), out["available"])
+    _per_budget(stats.get("capacity"), out["limit"])
     _per_budget(stats.get("learned"), out["learned_limit"])
+    histogram = stats.get("wait_histogram")
+    if isinstance(histogram, dict) and isinstance(histogram.get("buckets"), list):
+        reading.wait_buckets = [(float(le), float(n)) for le, n in histogram["buckets"]]
+        reading.wait_sum = float(histogram.get("sum", 0.0))
 
 
 def _read_breaker(breaker: Any, out: dict[str, Samples]) -> None:
@@ -143,18 +169,26 @@ def readable(obj: Any) -> bool:
     )
 
 
-def read(obj: Any) -> dict[str, Samples]:
-    """Every metric of ``obj`` now, as ``{key: [(labels, value), ...]}`` (no ``name`` label)."""
+def read(obj: Any) -> Reading:
+    """Every metric of ``obj`` now: one ``stats()`` call (or a few properties)."""
     target = target_of(obj)
-    out: dict[str, Samples] = {metric.key: [] for metric in METRICS}
+    reading = Reading()
     stats = getattr(target, "stats", None)
     if callable(stats):
-        _read_stats(stats(), out)
+        _read_stats(stats(), reading)
     elif hasattr(target, "failure_count"):
-        _read_breaker(target, out)
+        _read_breaker(target, reading.samples)
     else:
-        _read_primitive(target, out)
-    return out
+        _read_primitive(target, reading.samples)
+    return reading
+
+
+def _ref(obj: Any) -> Callable[[], Any]:
+    """A weak reference to ``obj``, or a strong one if it has none (kept until removed)."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
 
 
 class Sources:
@@ -168,7 +202,7 @@ class Sources:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._refs: dict[str, weakref.ref[Any]] = {}
+        self._refs: dict[str, Callable[[], Any]] = {}
 
     def add(self, obj: Any, name: Optional[str]) -> str:
         """Adds ``obj`` under ``name`` (default: its type's name); returns the name."""
@@ -187,7 +221,7 @@ class Sources:
                 raise ValueError(
                     f"a source named {name!r} is already registered here; pass another name="
                 )
-            self._refs[name] = weakref.ref(obj)
+            self._refs[name] = _ref(obj)
         return name
 
     def remove(self, name: str) -> None:

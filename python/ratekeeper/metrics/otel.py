@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "ratekeeper.metrics.otel needs opentelemetry-api: pip install 'ratekeeper[otel]'"
     ) from exc
 
-from . import METRICS, Metric, Sources, read
+from . import METRICS, Metric, Reading, Sources, read
 
 __all__ = ["instrument"]
 
@@ -46,7 +46,7 @@ class _Instruments:
         meter = provider.get_meter("ratekeeper", release)
         self.sources = Sources()
         self._lock = threading.Lock()
-        self._readings: dict[str, dict[str, Any]] = {}
+        self._readings: dict[str, Reading] = {}
         self._read_at = -1.0
         self._first = METRICS[0].key
         for metric in METRICS:
@@ -79,7 +79,7 @@ class _Instruments:
                 self._read_at = now
             readings = self._readings
         for source, reading in readings.items():
-            for labels, value in reading[metric.key]:
+            for labels, value in reading.samples[metric.key]:
                 yield Observation(value, {"name": source, **labels})
 
 

@@ -14,6 +14,7 @@ grant). Metric names follow Prometheus conventions: counters end in
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'ratekeeper[prometheus]'"
     ) from exc
 
-from . import METRICS, Sources, read
+from . import METRICS, Reading, Sources, read
 
 __all__ = ["register"]
 
@@ -73,30 +74,38 @@ class RatekeeperCollector(Collector):
                 else GaugeMetricFamily(name, metric.doc, labels=labels)
             )
             for source, reading in readings:
-                for sample_labels, value in reading[metric.key]:
+                for sample_labels, value in reading.samples[metric.key]:
                     family.add_metric([source, *(sample_labels[k] for k in metric.labels)], value)
             if family.samples:
                 yield family
         yield from _wait_histogram(readings)
 
 
-def _wait_histogram(readings: list[tuple[str, dict[str, Any]]]) -> Iterator[Metric]:
-    """``ratekeeper_wait_seconds``: grants (``_count``) and seconds waited (``_sum``).
+def _wait_histogram(readings: list[tuple[str, Reading]]) -> Iterator[Metric]:
+    """``ratekeeper_wait_seconds``: each grant's wait for its budgets.
 
-    The limiter counts its grants and sums their waits without timing each
-    one apart, so the histogram has the ``+Inf`` bucket only: enough for the
-    mean wait (``rate(_sum) / rate(_count)``) at no cost per grant.
+    ``rk.Limiter`` buckets the waits itself, on the waiting path only; a
+    source that does not (a Redis-backed limiter) gives its grants and
+    seconds waited as the ``+Inf`` bucket and the sum: still the mean wait.
     """
     family = HistogramMetricFamily(
-        "ratekeeper_wait_seconds", "Wait before each grant, in seconds.", labels=["name"]
+        "ratekeeper_wait_seconds", "Wait for the budgets before each grant.", labels=["name"]
     )
     for source, reading in readings:
-        granted = reading["requests.granted"]
-        waited = reading["wait.duration"]
+        if reading.wait_buckets is not None:
+            buckets = [(_le(bound), count) for bound, count in reading.wait_buckets]
+            family.add_metric([source], buckets, sum_value=reading.wait_sum)
+            continue
+        granted = reading.samples["requests.granted"]
+        waited = reading.samples["wait.duration"]
         if granted and waited:
             family.add_metric([source], [("+Inf", granted[0][1])], sum_value=waited[0][1])
     if family.samples:
         yield family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(bound)
 
 
 _collectors: weakref.WeakKeyDictionary[CollectorRegistry, RatekeeperCollector] = (
