@@ -31,6 +31,7 @@ the ``transport=`` wrapped.
 from __future__ import annotations
 
 import importlib
+import sys
 from functools import partial
 from typing import Any, Callable, Optional, Union
 
@@ -49,15 +50,21 @@ _CLASSES: dict[str, tuple[type, type]] = {}
 
 
 def backend_of(obj: Any) -> Optional[str]:
-    """``"httpx"`` or ``"httpx2"``: the package ``obj``'s class (or a base) comes from.
+    """``"httpx"`` or ``"httpx2"``: the package whose client or transport ``obj`` is, or None.
+
+    Read by ``isinstance`` against the packages already imported (a class's
+    ``__module__`` is not to be trusted: the groq SDK renames httpx's).
 
     >>> backend_of(object()) is None
     True
     """
-    for klass in type(obj).__mro__:
-        root = (klass.__module__ or "").split(".", 1)[0]
-        if root in ("httpx", "httpx2"):
-            return root
+    for name in ("httpx2", "httpx"):
+        module = sys.modules.get(name)
+        if module is not None and isinstance(
+            obj,
+            (module.BaseTransport, module.AsyncBaseTransport, module.Client, module.AsyncClient),
+        ):
+            return name
     return None
 
 
