@@ -333,7 +333,7 @@ def _payload(reply: Reply, hit: Hit) -> tuple[str, bytes]:
     body = reply.body
     if body is None and reply.status >= 400:
         body = error_body(reply.status)
-    if body is None and hit.body.get("stream"):
+    if body is None and (hit.body.get("stream") or hit.path.endswith(":streamGenerateContent")):
         return "text/event-stream", "".join(stream_events(hit, reply.usage)).encode()
     if body is None:
         body = success_body(hit, reply.usage)

@@ -317,3 +317,87 @@ async def test_a_cancelled_async_probe_gives_its_half_open_slot_back() -> None:
         await task
     assert await healthy() == "ok"
     assert breaker.state == "closed"
+
+
+class Reply:
+    """A return value with an SDK-shaped ``usage``."""
+
+    def __init__(self, prompt: int, completion: int) -> None:
+        self.usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+
+
+def test_the_charge_is_reconciled_with_the_return_values_usage():
+    limiter = rk.Limiter(tpm=10_000, clock=rk.ManualClock())
+
+    @rk.rate_limited(limiter, tokens=600)
+    def ask() -> Reply:
+        return Reply(30, 12)
+
+    ask()
+    assert limiter.available("tpm") == pytest.approx(10_000 - 42)
+
+
+async def test_usage_can_be_computed_from_the_return_value_or_ignored():
+    limiter = rk.Limiter(tpm=10_000, clock=rk.ManualClock())
+
+    @rk.rate_limited(limiter, tokens=600, usage=lambda text: len(text))
+    async def counted() -> str:
+        return "x" * 70
+
+    @rk.rate_limited(limiter, tokens=600, usage=False)
+    async def estimated() -> Reply:
+        return Reply(1, 1)
+
+    await counted()
+    assert limiter.available("tpm") == pytest.approx(10_000 - 70)
+    await estimated()
+    assert limiter.available("tpm") == pytest.approx(10_000 - 670)
+
+
+@pytest.mark.parametrize(
+    ("options", "kind"),
+    [
+        ({"rpm": 60, "timeout": -1}, ValueError),
+        ({"rpm": 60, "timeout": 0}, ValueError),
+        ({"rpm": 60, "timeout": "1"}, TypeError),
+        ({"rpm": 0}, ValueError),
+        ({"tpm": float("nan")}, ValueError),
+        ({"rpm": 60, "usage": "yes"}, TypeError),
+    ],
+)
+def test_bad_options_are_refused_when_decorating(options, kind):
+    with pytest.raises(kind):
+        rk.rate_limited(**options)
+
+
+def test_a_method_of_a_client_that_retries_by_itself_warns(scripted_server):
+    import openai
+
+    client = openai.OpenAI(base_url=scripted_server.openai_url, api_key="k", max_retries=2)
+    with pytest.warns(RuntimeWarning, match="max_retries=2"):
+        rk.rate_limited(rpm=60)(client.chat.completions.create)
+    quiet = [
+        client.with_options(max_retries=0).chat.completions.create,
+        rk.wrap(client, rpm=60).chat.completions.create,
+    ]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for method in quiet:
+            rk.rate_limited(rpm=60)(method)
+        rk.rate_limited(rpm=60, retry=False)(client.chat.completions.create)
+
+
+def test_giving_up_is_reported_as_an_event(monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        "ratekeeper._attempts.emit", lambda kind, source, **fields: seen.append((kind, fields))
+    )
+    limiter = rk.Limiter(rpm=100, clock=rk.ManualClock())
+    fn, _ = flaky(Status(503), Status(503))
+    limited = rk.rate_limited(limiter, retry=rk.Retry(max_retries=1, clock=rk.ManualClock()))(fn)
+    with pytest.raises(rk.RetryError):
+        limited()
+    assert [kind for kind, _ in seen] == ["retry", "giving_up"]
+    assert seen[1][1] == {"model": None, "attempt": 2, "reason": "503"}

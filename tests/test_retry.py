@@ -414,3 +414,45 @@ def test_the_retry_module_is_importable_beside_the_retry_function() -> None:
     assert module.Retry is rk.Retry
     assert module.retry is rk.retry
     assert callable(rk.retry) and not isinstance(rk.retry, type(module))
+
+
+# -- before_sleep ---------------------------------------------------------------
+
+
+def test_before_sleep_is_told_each_attempt_its_error_and_the_wait() -> None:
+    clock = rk.ManualClock()
+    seen: list[rk.RetryState] = []
+    failures = [TimeoutError("first"), ConnectionResetError("second")]
+
+    def flaky() -> str:
+        if failures:
+            raise failures.pop(0)
+        return "ok"
+
+    policy = rk.Retry(backoff=StepBackoff(), clock=clock, before_sleep=seen.append)
+    assert policy.call(flaky) == "ok"
+    assert [(state.attempt, type(state.exception), state.wait) for state in seen] == [
+        (1, TimeoutError, 1.0),
+        (2, ConnectionResetError, 2.0),
+    ]
+    assert clock.now() == pytest.approx(3.0)  # called before each sleep, not instead of it
+
+
+async def test_before_sleep_runs_on_the_async_path_and_can_stop_the_retries() -> None:
+    class Enough(Exception):
+        pass
+
+    def stop(state: rk.RetryState) -> None:
+        raise Enough(state.attempt)
+
+    async def always_times_out() -> None:
+        raise TimeoutError
+
+    policy = rk.Retry(clock=rk.ManualClock(), before_sleep=stop)
+    with pytest.raises(Enough):
+        await policy.call_async(always_times_out)
+
+
+def test_before_sleep_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="before_sleep"):
+        rk.Retry(before_sleep=3)  # type: ignore[arg-type]

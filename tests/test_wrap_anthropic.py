@@ -141,7 +141,8 @@ async def test_async_client_retries_and_shares_identical_calls(scripted_server):
             for _ in range(3)
         )
     )
-    assert all(result == results[0] for result in results)
+    assert all(result.to_dict() == results[0].to_dict() for result in results)
+    assert len({id(result) for result in results}) == len(results)  # each its own object
     assert scripted_server.hit_count() == 2  # one 429, one success, shared by all three
     assert limiter.stats()["rate_limited"] == 1
 

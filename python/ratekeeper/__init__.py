@@ -19,7 +19,8 @@ from .keyed import KeyedLimiter
 from .limiter import Limiter, Permit
 from .limiters import FixedWindow, SlidingWindow, TokenBucket
 from .redis import RedisBackend, RedisSlidingWindow, RedisTokenBucket
-from .retrying import Retry, RetryDecision, retry
+from .retrying import Retry, RetryDecision, RetryState, retry
+from .transports import async_transport, transport
 from .wrap import wrap
 
 __all__ = [
@@ -42,10 +43,12 @@ __all__ = [
     "Retry",
     "RetryDecision",
     "RetryError",
+    "RetryState",
     "ServerLimits",
     "SlidingWindow",
     "TokenBucket",
     "asgi",
+    "async_transport",
     "is_rate_limited",
     "is_retryable",
     "rate_limited",
@@ -53,5 +56,6 @@ __all__ = [
     "retry",
     "retry_after",
     "subscribe",
+    "transport",
     "wrap",
 ]

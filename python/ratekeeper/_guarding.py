@@ -1,61 +1,25 @@
-"""The steps that ``@rate_limited`` and ``wrap`` share around every attempt.
+"""The circuit breaker's side of every attempt: let it through, settle it, or give it back.
 
-Building the limiter and the retry policy from the keyword arguments, the
-breaker's default idea of a failure, and what happens after a failed attempt:
-count it, pause the shared limiter on a 429 (so that every caller backs off
-together, not only the one that was told), and decide whether to go again.
+The breaker's default idea of a failure (``is_service_failure``) and the
+probe-slot protocol of a half-open breaker (``enter_breaker`` then exactly
+one of ``settle_breaker`` / ``abandon_breaker``) live here, for the attempt
+loop in :mod:`ratekeeper._attempts`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
-from .classify import is_rate_limited, is_retryable, status_of
+from .classify import is_retryable, status_of
 from .errors import CircuitOpenError
-from .retrying import Retry, RetryDecision
 
 __all__ = [
-    "NO_RETRY",
     "abandon_breaker",
-    "after_failure",
     "clone_breaker",
     "enter_breaker",
     "is_service_failure",
-    "make_limiter",
-    "make_policy",
     "settle_breaker",
 ]
-
-# Nothing is retryable: every error passes through unchanged, never as RetryError.
-NO_RETRY = Retry(max_retries=0, retry_on=lambda exc: False)
-
-
-def make_limiter(
-    limiter: Any, rpm: Optional[float], tpm: Optional[float], concurrency: Optional[int]
-) -> Any:
-    """``limiter`` itself, or a new ``rk.Limiter`` from the shorthand budgets (not both)."""
-    shorthand = {"rpm": rpm, "tpm": tpm, "concurrency": concurrency}
-    given: dict[str, Any] = {name: value for name, value in shorthand.items() if value is not None}
-    if limiter is not None:
-        if given:
-            raise ValueError(f"give limiter= or the budgets ({', '.join(given)}), not both")
-        if not callable(getattr(limiter, "acquire", None)):
-            raise TypeError(f"limiter must be an rk.Limiter, got {type(limiter).__name__}")
-        return limiter
-    from .limiter import Limiter
-
-    return Limiter(rpm=rpm, tpm=tpm, concurrency=concurrency)
-
-
-def make_policy(retry: Union[bool, Retry, None]) -> Retry:
-    """``retry=True`` means ``Retry()``; ``False``/``None`` means no retries."""
-    if retry is True:
-        return Retry()
-    if retry is False or retry is None:
-        return NO_RETRY
-    if isinstance(retry, Retry):
-        return retry
-    raise TypeError(f"retry must be True, False or an rk.Retry, got {type(retry).__name__}")
 
 
 def is_service_failure(exc: BaseException) -> bool:
@@ -141,19 +105,3 @@ def _record_outcome(breaker: Any, exc: BaseException) -> None:
         breaker.record_failure()
     else:
         breaker.record_success()
-
-
-def after_failure(limiter: Any, policy: Retry, exc: BaseException, attempts: int) -> RetryDecision:
-    """Counts a failed attempt and decides; on a 429 that will be retried, pauses ``limiter``.
-
-    The pause is the retry's wait: the next ``acquire`` (this caller's and
-    everyone else's) sleeps until it ends, so the caller does not sleep again.
-    """
-    decision = policy.decide(exc, attempts)
-    if decision.rate_limited or is_rate_limited(exc):
-        limiter._count_rate_limited()
-    if decision.retry:
-        limiter._count_retry()
-        if decision.rate_limited and decision.delay > 0.0:
-            limiter.pause(decision.delay)
-    return decision

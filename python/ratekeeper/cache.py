@@ -111,6 +111,29 @@ def client_identity(client: Any) -> str:
     return _hash(json.dumps(parts, sort_keys=True), 16)
 
 
+# Headers that change per attempt or per connection and say nothing about who asks.
+_PER_REQUEST_HEADERS = frozenset(
+    {"content-length", "connection", "host", "accept-encoding", "user-agent", "idempotency-key"}
+)
+
+
+def request_identity(headers: Any) -> str:
+    """Who sends an HTTP request, from its headers, as a salted hash (the transport's identity).
+
+    The credentials (``authorization``, ``x-api-key``, ...), organization and
+    project, and every other header the caller set count; headers that change
+    per attempt (``x-stainless-*``, ``idempotency-key``, ``content-length``)
+    do not.
+
+    >>> request_identity({"Authorization": "Bearer a"}) != request_identity({"Authorization": "Bearer b"})
+    True
+    """
+    items = [
+        (name, value) for name, value in _text_items(headers) if name not in _PER_REQUEST_HEADERS
+    ]
+    return _hash(json.dumps(items), 16)
+
+
 def _type_name(value: Any) -> str:
     kind = type(value)
     return f"{kind.__module__}.{kind.__qualname__}"

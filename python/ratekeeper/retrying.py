@@ -1,9 +1,6 @@
 """Retrying failed calls: ``Retry``, the ``@retry`` decorator, and the engine they share.
 
-The policy and the loop are apart, so that ``@rate_limited`` and ``wrap`` can
-run their own steps around each attempt (acquire from the limiter, pause it
-on a 429, count retries, fall back to another model) and still retry exactly
-as ``@retry`` does. The engine is three public methods:
+The policy and the loop are apart. The policy is three public methods:
 
 - ``policy.decide(exc, attempts) -> RetryDecision``: after the ``attempts``-th
   call failed with ``exc``, whether to try again, after how long
@@ -13,23 +10,9 @@ as ``@retry`` does. The engine is three public methods:
 - ``policy.sleep(seconds)`` / ``await policy.sleep_async(seconds)``: wait as
   the policy was told to (real time, a ``ManualClock``, or a ``sleep=`` hook).
 
-A loop with its own steps, as the decorators write it::
-
-    attempts = 0
-    while True:
-        limiter.acquire()
-        attempts += 1
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            failure = exc
-        decision = policy.decide(failure, attempts)
-        if not decision.retry:
-            raise decision.error_for(failure)
-        if decision.rate_limited:
-            limiter.pause(decision.delay)  # every caller waits, the next acquire included
-        else:
-            policy.sleep(decision.delay)
+The loop is the one of :mod:`ratekeeper._attempts` (breaker, acquire, call,
+settle, decide), which ``@rate_limited``, ``wrap`` and the transports drive
+too; a plain ``Retry`` drives it with a limiter that always grants.
 
 ``asyncio.CancelledError``, ``KeyboardInterrupt`` and ``SystemExit`` are not
 ``Exception``: no loop here ever catches them, so they pass straight through.
@@ -46,12 +29,13 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar, Union, cast, overload
 
+from ._attempts import UNLIMITED, Attempts, RetryState, run_async, run_sync
 from ._core import Backoff
 from .classify import is_rate_limited, is_retryable
 from .errors import RetryError
 from .headers import retry_after
 
-__all__ = ["Retry", "RetryDecision", "retry"]
+__all__ = ["Retry", "RetryDecision", "RetryState", "retry"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -115,6 +99,11 @@ class Retry:
     no cap) is not slept through: ``RetryError`` at once. ``clock=`` a
     ``ManualClock`` waits in virtual time; ``sleep=`` replaces the wait
     itself (a plain function, or an async one for the async path).
+    ``before_sleep=fn`` is called before each wait between attempts with an
+    ``rk.RetryState`` (``attempt``: the attempt that failed, from 1;
+    ``exception``; ``wait``: seconds until the next attempt; ``model`` under
+    ``wrap``); after a 429 the wait is a pause of the shared limiter. An
+    exception it raises ends the retrying and reaches the caller.
 
     >>> Retry(max_retries=3).call(lambda: "ok")
     'ok'
@@ -125,6 +114,7 @@ class Retry:
         "_retry_on",
         "_sleep",
         "backoff",
+        "before_sleep",
         "max_retries",
         "max_retry_after",
         "respect_retry_after",
@@ -141,6 +131,7 @@ class Retry:
         *,
         clock: Optional[Any] = None,
         sleep: Optional[Callable[[float], Any]] = None,
+        before_sleep: Optional[Callable[[RetryState], Any]] = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise TypeError(f"max_retries must be an int, got {type(max_retries).__name__}")
@@ -164,6 +155,8 @@ class Retry:
             raise TypeError("sleep must be a callable taking seconds")
         if sleep is not None and clock is not None:
             raise ValueError("give clock= or sleep=, not both")
+        if before_sleep is not None and not callable(before_sleep):
+            raise TypeError("before_sleep must be a callable taking an rk.RetryState")
         self.max_retries = max_retries
         self.backoff = backoff
         self.retry_on = retry_on
@@ -172,6 +165,7 @@ class Retry:
         self.max_retry_after = max_retry_after
         self._clock = clock
         self._sleep = sleep
+        self.before_sleep = before_sleep
 
     def __repr__(self) -> str:
         return (
@@ -244,53 +238,14 @@ class Retry:
         >>> Retry().call(int, "7")
         7
         """
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            failure = exc
-        return self._retry_sync(fn, args, kwargs, failure)
+        return run_sync(Attempts(UNLIMITED, self), lambda _permit: fn(*args, **kwargs))
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Awaits ``fn(*args, **kwargs)``, retrying as this policy says.
 
         >>> # await Retry().call_async(client.chat.completions.create, model="m", messages=[])
         """
-        try:
-            return await fn(*args, **kwargs)
-        except Exception as exc:
-            failure = exc
-        return await self._retry_async(fn, args, kwargs, failure)
-
-    # The loops run outside any ``except`` block, so an error raised from them
-    # carries no spurious "during handling of ..." context: a non-retryable
-    # error passes through exactly as the callee raised it.
-    def _retry_sync(self, fn: Callable[..., T], args: Any, kwargs: Any, failure: Exception) -> T:
-        attempts = 1
-        while True:
-            decision = self.decide(failure, attempts)
-            if not decision.retry:
-                raise decision.error_for(failure)
-            self.sleep(decision.delay)
-            attempts += 1
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                failure = exc
-
-    async def _retry_async(
-        self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, failure: Exception
-    ) -> T:
-        attempts = 1
-        while True:
-            decision = self.decide(failure, attempts)
-            if not decision.retry:
-                raise decision.error_for(failure)
-            await self.sleep_async(decision.delay)
-            attempts += 1
-            try:
-                return await fn(*args, **kwargs)
-            except Exception as exc:
-                failure = exc
+        return await run_async(Attempts(UNLIMITED, self), lambda _permit: fn(*args, **kwargs))
 
     def __call__(self, fn: F) -> F:
         """Decorates a sync or async function (or method) with this policy.
@@ -300,29 +255,21 @@ class Retry:
         >>> ping()
         'pong'
         """
+        policy = self
         if inspect.iscoroutinefunction(fn):
-            retry_async = self._retry_async
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    return await fn(*args, **kwargs)
-                except Exception as exc:
-                    failure = exc
-                return await retry_async(fn, args, kwargs, failure)
+                return await run_async(
+                    Attempts(UNLIMITED, policy), lambda _permit: fn(*args, **kwargs)
+                )
 
             async_wrapper.retry_policy = self  # type: ignore[attr-defined]
             return cast(F, async_wrapper)
 
-        retry_sync = self._retry_sync
-
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                failure = exc
-            return retry_sync(fn, args, kwargs, failure)
+            return run_sync(Attempts(UNLIMITED, policy), lambda _permit: fn(*args, **kwargs))
 
         wrapper.retry_policy = self  # type: ignore[attr-defined]
         return cast(F, wrapper)
@@ -340,6 +287,7 @@ def retry(
     *,
     clock: Optional[Any] = None,
     sleep: Optional[Callable[[float], Any]] = None,
+    before_sleep: Optional[Callable[[RetryState], Any]] = None,
 ) -> Callable[[F], F]: ...
 def retry(
     max_retries: Any = 5,
@@ -350,6 +298,7 @@ def retry(
     *,
     clock: Optional[Any] = None,
     sleep: Optional[Callable[[float], Any]] = None,
+    before_sleep: Optional[Callable[[RetryState], Any]] = None,
 ) -> Any:
     """Decorator retrying a sync or async function; the arguments of :class:`Retry`.
 
@@ -368,4 +317,5 @@ def retry(
         max_retry_after,
         clock=clock,
         sleep=sleep,
+        before_sleep=before_sleep,
     )
