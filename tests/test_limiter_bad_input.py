@@ -148,7 +148,9 @@ def test_refund_refuses_bad_amounts(bad: object) -> None:
     bucket = drained("TokenBucket")
     error = TypeError if isinstance(bad, (str, list, type(None))) else ValueError
     assert_refused(lambda: bucket.refund(bad), error, "n")
-    assert bucket.available == pytest.approx(0.0, abs=1e-6)
+    # Nothing was given back (a refund would add a whole unit); the real clock
+    # may add a few millionths while a loaded machine stalls.
+    assert bucket.available < 0.01
 
 
 @pytest.mark.parametrize(
