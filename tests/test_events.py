@@ -261,10 +261,6 @@ def test_a_wrapped_client_logs_without_ever_writing_its_api_key(
         assert SECRET not in every_text_of(record)
 
 
-@pytest.mark.xfail(
-    reason="needs emit() calls in the retry loop (transport branch); passes once merged",
-    strict=False,
-)
 def test_a_429_then_a_success_logs_a_warning_and_a_retry(
     scripted_server: ScriptedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
