@@ -253,3 +253,10 @@ async def test_a_limit_not_given_is_learned_from_the_first_answer(tmp_path: Path
         rejected = p.rate_limited
     assert summary.learned == {"rpm": 600.0} and summary.ok == 30
     assert rejected == 0  # one request went first; its headers set the pace of the rest
+
+
+async def test_a_given_limit_above_what_the_server_states_is_lowered_to_it(tmp_path: Path) -> None:
+    lines = [{"id": i, "messages": HELLO} for i in range(20)]
+    with MockProvider(rpm=600, tpm=100_000) as p:
+        summary, _ = await run(tmp_path, p, lines, model="m", rpm=6000, tpm=50_000, concurrency=4)
+    assert summary.learned == {"rpm": 600.0} and summary.ok == 20

@@ -108,6 +108,12 @@ def auth_headers(provider: str, api_key: str) -> list[tuple[bytes, bytes]]:
         raise BatchInputError("the API key holds characters an HTTP header cannot carry") from None
 
 
+def _lower(given: Optional[float], stated: Optional[float]) -> Optional[float]:
+    if given is None or stated is None:
+        return given if stated is None else stated
+    return min(given, stated)
+
+
 def _pool(url: str, tls: ssl.SSLContext) -> httpcore.AsyncConnectionPool:
     """A worker's connection (through the proxy the environment names for ``url``, if any)."""
     parts = urlparse(url)
@@ -148,6 +154,7 @@ class Sender:
         self.rpm, self.tpm, self.burst = rpm, tpm, burst
         self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
         self.learned: dict[str, float] = {}
+        self.learning = True
         # With no budget given, one request goes first and the others wait for
         # its answer: its headers say the limits before a burst can hit them.
         self.first_answer: Optional[asyncio.Event] = None
@@ -173,15 +180,24 @@ class Sender:
             await client.aclose()
 
     def _learn(self, headers: Mapping[str, str]) -> None:
-        """Adopts the limits the server states for the budgets the user did not give (once)."""
+        """Adopts the limits the server states, once: for the budgets the user did not give,
+        and in place of a given one that is higher than the server allows."""
         limits = read_limits(headers)
-        rpm = self.rpm or limits.requests_limit
-        tpm = self.tpm or limits.tokens_limit
-        if (rpm, tpm) == (self.rpm, self.tpm):
+        stated_rpm = None if limits.requests_fixed_window else limits.requests_limit
+        if stated_rpm is None and limits.tokens_limit is None:
+            return  # no limit stated yet: ask the next answer
+        self.learning = False
+        rpm, tpm = _lower(self.rpm, stated_rpm), _lower(self.tpm, limits.tokens_limit)
+        self.learned = {
+            k: v for k, v, old in (("rpm", rpm, self.rpm), ("tpm", tpm, self.tpm)) if v != old and v
+        }
+        if not self.learned:
             return
-        self.learned = {k: v for k, v in (("rpm", rpm), ("tpm", tpm)) if v}
+        burst = (
+            self.burst if self.burst is not None and rpm is not None and self.burst <= rpm else None
+        )
         self.rpm, self.tpm = rpm, tpm
-        self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=self.burst if self.rpm else None)
+        self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
 
     async def send(self, job: Job, in_flight: list[bool], worker: int = 0) -> Outcome:
         """Sends ``job`` on ``worker``'s connection until it succeeds, fails for good, or runs out."""
@@ -253,7 +269,7 @@ class Sender:
         status, headers = outcome.status, outcome.headers
         tokens = usage_tokens(outcome.body) if outcome.ok else 0
         if headers is not None:
-            if not self.learned and (self.rpm is None or self.tpm is None):
+            if self.learning:
                 self._learn(headers)
             self.limiter.update_from_headers(headers)
         if outcome.ok and self.tpm:
