@@ -128,7 +128,14 @@ Attempt = Callable[[float, float, Optional[int], str, int, bool], None]
 
 
 class ProviderDown(Exception):
-    """Too many attempts in a row found the provider down: the batch stops."""
+    """Too many attempts in a row found the provider down: the batch stops.
+
+    ``outcome`` is the last attempt's, written for its line (sent again next run).
+    """
+
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class Sender:
@@ -223,12 +230,12 @@ class Sender:
             tokens = min(job.tokens, self.tpm) if self.tpm else 0
             permit = await self.limiter.acquire_async(tokens)
             begun = time.monotonic()
-            in_flight[0] = True
+            in_flight[0] = True  # stays set if cancelled here: the caller records it as sent
             try:
                 outcome = await self._attempt(self.clients[worker], url, payload, outcome)
             finally:
-                in_flight[0] = False
                 permit.release()
+            in_flight[0] = False
             outcome.attempts = attempt + 1
             outcome.elapsed = time.monotonic() - started
             wait = self._settle(outcome, permit, begun, attempt)
@@ -277,7 +284,8 @@ class Sender:
         if self.first_answer is not None:
             self.first_answer.set()
         down = status is None or status in _DOWN_STATUSES
-        self.down_in_a_row = self.down_in_a_row + 1 if down else 0
+        refused = status in (401, 403)  # the key, not the line: every line would fail alike
+        self.down_in_a_row = self.down_in_a_row + 1 if down or refused else 0
         wait: Optional[float] = None
         if down or status in _RETRY_STATUSES:
             wait = self.backoff.delay(attempt)
@@ -289,5 +297,11 @@ class Sender:
         again = wait is not None and attempt < self.max_retries and not self.stopping()
         self.on_attempt(begun, time.monotonic(), status, outcome.error or "", tokens, again)
         if self.down_in_a_row >= self.stop_after:
-            raise ProviderDown(outcome.message or f"HTTP {status}")
+            n = self.down_in_a_row
+            if refused:
+                message = f"the provider refused the key {n} times in a row (HTTP {status})"
+                raise ProviderDown(message, outcome)
+            last = outcome.message or f"HTTP {status}"
+            message = f"the provider looks down ({n} failures in a row; last: {last})"
+            raise ProviderDown(message, outcome)
         return wait if again else None

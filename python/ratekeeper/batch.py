@@ -217,10 +217,8 @@ class _Run:
                 self.finish(job, cancelled)
             raise
         except ProviderDown as exc:
-            down = self.options.stop_after
-            self.stop(
-                f"the provider looks down ({down} failures in a row; last: {exc})", EXIT_STOPPED
-            )
+            self.stop(str(exc), EXIT_STOPPED)
+            self.finish(job, exc.outcome)
             return
         finally:
             self.in_flight.pop(task, None)
@@ -321,7 +319,10 @@ async def _send_all(run: _Run, jobs: list[Job], todo: list[Job], api_key: str) -
     try:
         count = min(o.concurrency, len(todo))
         run.workers = [asyncio.create_task(run.worker(i)) for i in range(count)]
-        await asyncio.gather(*run.workers, return_exceptions=True)
+        results = await asyncio.gather(*run.workers, return_exceptions=True)
+        for result in results:  # a bug in a worker is raised, never swallowed
+            if isinstance(result, Exception):
+                raise result
     finally:
         run.summary.learned = sender.learned
         await sender.close()
@@ -375,7 +376,7 @@ def main_batch(options: BatchOptions) -> int:
     """Runs the batch from the command line: prints the summary; returns the exit status.
 
     Exit status: 0 all done, 1 some lines failed, 2 bad input or options,
-    3 stopped because the provider looks down, 4 the output could not be
+    3 stopped because the provider looks down or refuses the key, 4 the output could not be
     written, 130 interrupted.
     """
     try:
