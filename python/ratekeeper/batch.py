@@ -80,6 +80,8 @@ class BatchOptions:
         for name, least in (("concurrency", 1), ("max_retries", 0), ("stop_after", 1)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)!r}")
+        if Path(self.output_path).resolve() == Path(self.input_path).resolve():
+            raise BatchInputError(f"the output would overwrite the input: {self.output_path}")
         for name in ("summary_json", "report"):
             path = getattr(self, name)
             if path is not None and Path(path).is_dir():
