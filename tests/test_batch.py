@@ -36,13 +36,13 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 
 async def run(
-    tmp_path: Path, provider: MockProvider, lines: list[Any] | None = None, **options: Any
+    tmp_path: Path, server: MockProvider, lines: list[Any] | None = None, **options: Any
 ) -> tuple[BatchSummary, list[dict[str, Any]]]:
     src = tmp_path / "in.jsonl"
     if lines is not None:
         write_lines(src, lines)
     out = tmp_path / "out.jsonl"
-    base = provider.anthropic_base_url if options.pop("anthropic", False) else provider.base_url
+    base = server.anthropic_base_url if options.pop("anthropic", False) else server.base_url
     settings: dict[str, Any] = {"base_url": base, "show_progress": False, **options}
     summary = await run_batch(BatchOptions(src, out, **settings))
     return summary, records(out) if out.exists() else []
@@ -253,3 +253,37 @@ async def test_a_limit_not_given_is_learned_from_the_first_answer(tmp_path: Path
         rejected = p.rate_limited
     assert summary.learned == {"rpm": 600.0} and summary.ok == 30
     assert rejected == 0  # one request went first; its headers set the pace of the rest
+
+
+async def test_a_given_limit_above_what_the_server_states_is_lowered_to_it(tmp_path: Path) -> None:
+    lines = [{"id": i, "messages": HELLO} for i in range(20)]
+    with MockProvider(rpm=600, tpm=100_000) as p:
+        summary, _ = await run(tmp_path, p, lines, model="m", rpm=6000, tpm=50_000, concurrency=4)
+    assert summary.learned == {"rpm": 600.0} and summary.ok == 20
+
+
+async def test_a_refused_key_stops_the_batch_instead_of_failing_every_line(tmp_path: Path) -> None:
+    lines = [{"id": i, "messages": HELLO} for i in range(100)]
+    with MockProvider(rpm=None, api_key="sk-right") as p:
+        summary, out = await run(
+            tmp_path, p, lines, model="m", api_key="sk-wrong", concurrency=2, stop_after=5
+        )
+        hits = p.hits()
+    assert summary.exit_status == 3 and "refused the key" in summary.stopped
+    assert hits <= 6  # not 100: the stop came after 5 refusals (and one more in flight)
+    answered = [r for r in out if r["status"] != "cancelled"]
+    assert all(r["error"]["status"] == 401 for r in answered) and len(answered) >= 5
+    assert "sk-wrong" not in summary.stopped
+
+
+async def test_simple_lines_go_to_anthropic_with_the_provider_option(tmp_path: Path) -> None:
+    lines = [{"id": "a", "messages": HELLO}, {"id": "b", "messages": HELLO, "max_tokens": 3}]
+    with MockProvider(rpm=None) as p:
+        summary, out = await run(
+            tmp_path, p, lines, model="claude-3-5-haiku-latest", provider="anthropic", max_tokens=9
+        )
+        assert [hit.path for hit in p.requests] == ["/v1/messages"] * 2
+    by_id = {r["id"]: r for r in out}
+    assert summary.ok == 2 and summary.provider == "anthropic"
+    assert by_id["a"]["response"]["usage"]["output_tokens"] == 9
+    assert by_id["b"]["response"]["usage"]["output_tokens"] == 3

@@ -311,6 +311,7 @@ def test_version_is_printed() -> None:
             "no API key",
         ),
         (["batch", "in.jsonl", "-o", "outdir", "--model", "m"], {}, "output is a directory"),
+        (["batch", "in.jsonl", "-o", "in.jsonl"], {}, "would overwrite the input"),
         (
             ["batch", "anthropic.jsonl", "-o", "o.jsonl", "--provider", "openrouter"],
             {},

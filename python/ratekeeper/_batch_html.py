@@ -18,10 +18,13 @@ from ._batch_report import BatchSummary, latency_percentiles
 _W, _H, _PAD_L, _PAD_B, _PAD_T, _PAD_R = 860, 220, 56, 30, 14, 16
 
 
+_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
+
+
 def _buckets(wall: float) -> tuple[float, int]:
     """Bucket width (s) and count: 40 to 100 points whatever the run's length."""
     width = 0.1
-    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600):
+    for step in _STEPS:
         width = float(step)
         if wall / width <= 100:
             break
@@ -29,7 +32,7 @@ def _buckets(wall: float) -> tuple[float, int]:
 
 
 def _seconds(value: float) -> str:
-    return f"{value:.1f} s" if value < 10 else f"{value:,.0f} s"
+    return f"{value:.1f} s" if value < 10 and value != int(value) else f"{value:,.0f} s"
 
 
 def _nice_max(value: float) -> float:
@@ -73,11 +76,13 @@ def _chart(
             f'<line x1="{_PAD_L}" x2="{_W - _PAD_R}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
             f'<text x="{_PAD_L - 6}" y="{y(v) + 4:.1f}" class="axis" text-anchor="end">{v:g}</text>'
         )
-    for k in range(6):
-        i = count * k / 5
+    total = count * width
+    step = next((t for t in _STEPS if t >= total / 6), _STEPS[-1])
+    for k in range(int(total // step) + 1):
+        i = k * step / width
         parts.append(
             f'<text x="{x(i):.1f}" y="{_H - 8}" class="axis" text-anchor="middle">'
-            f"{_seconds(i * width)}</text>"
+            f"{_seconds(k * step)}</text>"
         )
     for s_index, (name, color, values) in enumerate(series):
         if bars:
@@ -137,12 +142,13 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def _cards(s: BatchSummary) -> str:
     minutes = max(s.wall, 1e-9) / 60.0
+    rpm = s.learned.get("rpm") or s.rpm
     cards = [
         ("lines", f"{s.total:,}"),
         ("ok", f"{s.ok:,}"),
         ("failed", f"{s.failed + s.invalid:,}"),
         ("wall time", f"{s.wall:,.1f} s"),
-        ("requests/min", f"{s.sent / minutes:,.0f}" + (f" of {s.rpm:,.0f}" if s.rpm else "")),
+        ("requests/min", f"{s.sent / minutes:,.0f}" + (f" of {rpm:,.0f}" if rpm else "")),
         ("tokens", f"{s.tokens:,}"),
         ("429s", f"{s.rate_limited:,}"),
         ("retries", f"{s.retries:,}"),
@@ -176,8 +182,8 @@ def render_report(summary: BatchSummary, source: str = "") -> str:
     """
     s = summary
     width, rows = _series(s)
-    rpm_limit = s.rpm or s.learned.get("rpm")
-    tpm_limit = s.tpm or s.learned.get("tpm")
+    rpm_limit = s.learned.get("rpm") or s.rpm  # what the run kept to: the server's, if lower
+    tpm_limit = s.learned.get("tpm") or s.tpm
     charts = [
         _chart(
             "requests-chart",
@@ -192,7 +198,13 @@ def render_report(summary: BatchSummary, source: str = "") -> str:
             "Tokens per second",
             "tokens/s",
             width,
-            [("tokens used", "#8250df", rows["tokens"])],
+            [
+                (
+                    "tokens used (the limit's bucket holds a minute's worth)",
+                    "#8250df",
+                    rows["tokens"],
+                )
+            ],
             tpm_limit / 60.0 if tpm_limit else None,
         ),
         _chart(

@@ -108,6 +108,12 @@ def auth_headers(provider: str, api_key: str) -> list[tuple[bytes, bytes]]:
         raise BatchInputError("the API key holds characters an HTTP header cannot carry") from None
 
 
+def _lower(given: Optional[float], stated: Optional[float]) -> Optional[float]:
+    if given is None or stated is None:
+        return given if stated is None else stated
+    return min(given, stated)
+
+
 def _pool(url: str, tls: ssl.SSLContext) -> httpcore.AsyncConnectionPool:
     """A worker's connection (through the proxy the environment names for ``url``, if any)."""
     parts = urlparse(url)
@@ -122,7 +128,14 @@ Attempt = Callable[[float, float, Optional[int], str, int, bool], None]
 
 
 class ProviderDown(Exception):
-    """Too many attempts in a row found the provider down: the batch stops."""
+    """Too many attempts in a row found the provider down: the batch stops.
+
+    ``outcome`` is the last attempt's, written for its line (sent again next run).
+    """
+
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class Sender:
@@ -148,6 +161,7 @@ class Sender:
         self.rpm, self.tpm, self.burst = rpm, tpm, burst
         self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
         self.learned: dict[str, float] = {}
+        self.learning = True
         # With no budget given, one request goes first and the others wait for
         # its answer: its headers say the limits before a burst can hit them.
         self.first_answer: Optional[asyncio.Event] = None
@@ -173,15 +187,24 @@ class Sender:
             await client.aclose()
 
     def _learn(self, headers: Mapping[str, str]) -> None:
-        """Adopts the limits the server states for the budgets the user did not give (once)."""
+        """Adopts the limits the server states, once: for the budgets the user did not give,
+        and in place of a given one that is higher than the server allows."""
         limits = read_limits(headers)
-        rpm = self.rpm or limits.requests_limit
-        tpm = self.tpm or limits.tokens_limit
-        if (rpm, tpm) == (self.rpm, self.tpm):
+        stated_rpm = None if limits.requests_fixed_window else limits.requests_limit
+        if stated_rpm is None and limits.tokens_limit is None:
+            return  # no limit stated yet: ask the next answer
+        self.learning = False
+        rpm, tpm = _lower(self.rpm, stated_rpm), _lower(self.tpm, limits.tokens_limit)
+        self.learned = {
+            k: v for k, v, old in (("rpm", rpm, self.rpm), ("tpm", tpm, self.tpm)) if v != old and v
+        }
+        if not self.learned:
             return
-        self.learned = {k: v for k, v in (("rpm", rpm), ("tpm", tpm)) if v}
+        burst = (
+            self.burst if self.burst is not None and rpm is not None and self.burst <= rpm else None
+        )
         self.rpm, self.tpm = rpm, tpm
-        self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=self.burst if self.rpm else None)
+        self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
 
     async def send(self, job: Job, in_flight: list[bool], worker: int = 0) -> Outcome:
         """Sends ``job`` on ``worker``'s connection until it succeeds, fails for good, or runs out."""
@@ -207,12 +230,12 @@ class Sender:
             tokens = min(job.tokens, self.tpm) if self.tpm else 0
             permit = await self.limiter.acquire_async(tokens)
             begun = time.monotonic()
-            in_flight[0] = True
+            in_flight[0] = True  # stays set if cancelled here: the caller records it as sent
             try:
                 outcome = await self._attempt(self.clients[worker], url, payload, outcome)
             finally:
-                in_flight[0] = False
                 permit.release()
+            in_flight[0] = False
             outcome.attempts = attempt + 1
             outcome.elapsed = time.monotonic() - started
             wait = self._settle(outcome, permit, begun, attempt)
@@ -253,7 +276,7 @@ class Sender:
         status, headers = outcome.status, outcome.headers
         tokens = usage_tokens(outcome.body) if outcome.ok else 0
         if headers is not None:
-            if not self.learned and (self.rpm is None or self.tpm is None):
+            if self.learning:
                 self._learn(headers)
             self.limiter.update_from_headers(headers)
         if outcome.ok and self.tpm:
@@ -261,7 +284,8 @@ class Sender:
         if self.first_answer is not None:
             self.first_answer.set()
         down = status is None or status in _DOWN_STATUSES
-        self.down_in_a_row = self.down_in_a_row + 1 if down else 0
+        refused = status in (401, 403)  # the key, not the line: every line would fail alike
+        self.down_in_a_row = self.down_in_a_row + 1 if down or refused else 0
         wait: Optional[float] = None
         if down or status in _RETRY_STATUSES:
             wait = self.backoff.delay(attempt)
@@ -273,5 +297,11 @@ class Sender:
         again = wait is not None and attempt < self.max_retries and not self.stopping()
         self.on_attempt(begun, time.monotonic(), status, outcome.error or "", tokens, again)
         if self.down_in_a_row >= self.stop_after:
-            raise ProviderDown(outcome.message or f"HTTP {status}")
+            n = self.down_in_a_row
+            if refused:
+                message = f"the provider refused the key {n} times in a row (HTTP {status})"
+                raise ProviderDown(message, outcome)
+            last = outcome.message or f"HTTP {status}"
+            message = f"the provider looks down ({n} failures in a row; last: {last})"
+            raise ProviderDown(message, outcome)
         return wait if again else None

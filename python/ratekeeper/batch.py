@@ -80,6 +80,8 @@ class BatchOptions:
         for name, least in (("concurrency", 1), ("max_retries", 0), ("stop_after", 1)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)!r}")
+        if Path(self.output_path).resolve() == Path(self.input_path).resolve():
+            raise BatchInputError(f"the output would overwrite the input: {self.output_path}")
         for name in ("summary_json", "report"):
             path = getattr(self, name)
             if path is not None and Path(path).is_dir():
@@ -217,10 +219,8 @@ class _Run:
                 self.finish(job, cancelled)
             raise
         except ProviderDown as exc:
-            down = self.options.stop_after
-            self.stop(
-                f"the provider looks down ({down} failures in a row; last: {exc})", EXIT_STOPPED
-            )
+            self.stop(str(exc), EXIT_STOPPED)
+            self.finish(job, exc.outcome)
             return
         finally:
             self.in_flight.pop(task, None)
@@ -321,7 +321,10 @@ async def _send_all(run: _Run, jobs: list[Job], todo: list[Job], api_key: str) -
     try:
         count = min(o.concurrency, len(todo))
         run.workers = [asyncio.create_task(run.worker(i)) for i in range(count)]
-        await asyncio.gather(*run.workers, return_exceptions=True)
+        results = await asyncio.gather(*run.workers, return_exceptions=True)
+        for result in results:  # a bug in a worker is raised, never swallowed
+            if isinstance(result, Exception):
+                raise result
     finally:
         run.summary.learned = sender.learned
         await sender.close()
@@ -375,7 +378,7 @@ def main_batch(options: BatchOptions) -> int:
     """Runs the batch from the command line: prints the summary; returns the exit status.
 
     Exit status: 0 all done, 1 some lines failed, 2 bad input or options,
-    3 stopped because the provider looks down, 4 the output could not be
+    3 stopped because the provider looks down or refuses the key, 4 the output could not be
     written, 130 interrupted.
     """
     try:
