@@ -196,10 +196,18 @@ class Route:
 
     # -- after an attempt -----------------------------------------------------
     def adopt(self, response: Any) -> None:
-        """Learns from the headers of a response (not a 429: its wait is the retry's)."""
+        """Learns from the headers of a response (not a 429: its wait is the retry's).
+
+        Only a response that carries rate-limit headers is read: the names are
+        checked first, in one pass, so that a plain success costs little.
+        """
         update = self.update_from_headers
-        if update is not None and response.status_code != 429:
-            update(response.headers)
+        if update is None or response.status_code == 429:
+            return
+        headers = response.headers
+        names = b"|".join([name for name, _ in headers.raw]).lower()
+        if b"ratelimit" in names or b"retry-after" in names:
+            update(headers)
 
     def finisher(self, permit: Any, reader: Optional[UsageReader]) -> Callable[[], None]:
         """What runs once when the response body ends: reconcile the charge, release."""

@@ -12,7 +12,7 @@ mention usage are parsed (OpenAI's last chat chunk, the Responses API's
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ._tokens import Tokens, from_usage
 
@@ -37,29 +37,36 @@ def _gemini(metadata: Any) -> Optional[Tokens]:
     return Tokens(count(prompt), count(output) + count(thoughts))
 
 
-def _member_from_end(text: str, name: str) -> Any:
-    """The value of the last ``"name": value`` member in ``text`` that parses, else None."""
-    key = f'"{name}"'
-    end = len(text)
+def _value_after_key(text: str) -> Any:
+    """The JSON value of the member whose key starts ``text`` (``"name": value``), or None."""
+    colon = text.find(":")
+    if colon < 0 or text[text.index('"', 1) + 1 : colon].strip():
+        return None  # a string value "usage", not a key
+    start = colon + 1
+    while start < len(text) and text[start] in " \t\r\n":
+        start += 1
+    try:
+        value, _ = _decoder.raw_decode(text, start)
+    except ValueError:
+        return None
+    return value
+
+
+def _from_end(body: bytes, key: bytes, read: Callable[[Any], Optional[Tokens]]) -> Optional[Tokens]:
+    """The last member ``key`` of ``body`` that ``read`` makes sense of (providers put it last).
+
+    A member of that name may also sit in a tool schema the body echoes: the
+    search goes on towards the start until one reads as usage.
+    """
+    end = len(body)
     while True:
-        at = text.rfind(key, 0, end)
+        at = body.rfind(key, 0, end)
         if at < 0:
             return None
+        found = read(_value_after_key(body[at:].decode("utf-8", "replace")))
+        if found is not None:
+            return found
         end = at
-        colon = at + len(key)
-        while colon < len(text) and text[colon] in " \t\r\n":
-            colon += 1
-        if colon >= len(text) or text[colon] != ":":
-            continue  # a string value "usage", not a key
-        start = colon + 1
-        while start < len(text) and text[start] in " \t\r\n":
-            start += 1
-        try:
-            value, _ = _decoder.raw_decode(text, start)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
 
 
 def usage_of(body: bytes) -> Optional[Tokens]:
@@ -68,22 +75,9 @@ def usage_of(body: bytes) -> Optional[Tokens]:
     >>> usage_of(b'{"id": "x", "usage": {"prompt_tokens": 12, "completion_tokens": 3}}')
     Tokens(input=12, output=3)
     """
-    try:
-        text = body.decode()
-    except UnicodeDecodeError:
-        return None
-    if '"usageMetadata"' in text:
-        return _gemini(_member_from_end(text, "usageMetadata"))
-    end = len(text)
-    while True:
-        # A member called "usage" may also sit in a tool schema the body echoes: go on looking.
-        at = text.rfind('"usage"', 0, end)
-        if at < 0:
-            return None
-        found = from_usage(_member_from_end(text[: at + 200_000], "usage"))
-        if found is not None:
-            return found
-        end = at
+    if b'"usageMetadata"' in body:
+        return _from_end(body, b'"usageMetadata"', _gemini)
+    return _from_end(body, b'"usage"', from_usage)
 
 
 def _event_usage(event: Any, seen: Optional[Tokens]) -> Optional[Tokens]:
