@@ -150,23 +150,21 @@ class Route:
         if request.method != "POST":
             return None
         path: str = request.url.path
-        model: Optional[str] = None
+        from_path: Optional[str] = None  # Gemini names the model in the URL
         if not path.endswith(_MODEL_PATHS):
             action = next((a for a in _GEMINI_ACTIONS if path.endswith(a)), None)
             if action is None:
                 return None
-            model = path[: -len(action)].rsplit("/", 1)[-1]
+            from_path = path[: -len(action)].rsplit("/", 1)[-1]
         try:
             body = json.loads(request.content)
-        except (ValueError, UnicodeDecodeError):
+        except Exception:  # not JSON, or a body not read: it still is a model call
             body = None
         if not isinstance(body, dict):
-            return ModelCall({}, model, _tokens.Tokens(0, 0))
-        if model is None:
-            named = body.get("model")
-            model = named if isinstance(named, str) else None
-        call = ModelCall(body, model, self.estimate(body))
-        if action_streams(path):
+            return ModelCall({}, from_path, _tokens.Tokens(0, 0))
+        model = body.get("model") if from_path is None else from_path
+        call = ModelCall(body, model if isinstance(model, str) else None, self.estimate(body))
+        if from_path is not None and action_streams(path):
             call.streaming = True
         return call
 
