@@ -104,19 +104,29 @@ def _event_usage(event: Any, seen: Optional[Tokens]) -> Optional[Tokens]:
 
 
 class UsageReader:
-    """Fed a response body chunk by chunk; ``result()`` is the usage it reported, or None."""
+    """Fed a response body chunk by chunk; ``result()`` is the usage it reported, or None.
+
+    JSON or an event stream is told from the first bytes (``{``/``[`` or not),
+    which costs less than reading the ``content-type`` header.
+    """
 
     __slots__ = ("_events", "_parts", "_rest", "_size", "_usage")
 
-    def __init__(self, content_type: str) -> None:
-        self._events = "event-stream" in content_type
+    def __init__(self) -> None:
+        self._events: Optional[bool] = None
         self._parts: list[bytes] = []
         self._rest = b""
         self._size = 0
         self._usage: Optional[Tokens] = None
 
     def feed(self, chunk: bytes) -> None:
-        if not self._events:
+        events = self._events
+        if events is None:
+            start = chunk.lstrip()[:1]
+            if not start:
+                return
+            events = self._events = start not in (b"{", b"[")
+        if not events:
             self._size += len(chunk)
             if self._size <= _MAX_JSON:
                 self._parts.append(chunk)
@@ -142,4 +152,5 @@ class UsageReader:
             return self._usage
         if not self._parts or self._size > _MAX_JSON:
             return None
-        return usage_of(b"".join(self._parts))
+        parts = self._parts
+        return usage_of(parts[0] if len(parts) == 1 else b"".join(parts))

@@ -147,7 +147,7 @@ def _make_classes(backend: str) -> tuple[type, type]:
             self._end()
 
     def watch(route: Route, response: Any, permit: Any, stream_class: type) -> Any:
-        reader = UsageReader(response.headers.get("content-type", ""))
+        reader = UsageReader()
         response.stream = stream_class(response.stream, reader, route.finisher(permit, reader))
         return response
 
