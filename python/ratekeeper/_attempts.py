@@ -187,6 +187,11 @@ class Attempts:
             settle_breaker(self.breaker, self.ticket, exc)
         self.failure = exc
 
+    def first_failed(self, permit: Any, exc: Exception) -> None:
+        """The first attempt, made by a driver's fast path (no breaker), raised ``exc``."""
+        self.number = 1
+        self.failed(permit, exc)
+
     def abandon(self, permit: Any) -> None:
         """The attempt never reached the service (timed out waiting, cancelled): nothing counts."""
         if permit is not None:

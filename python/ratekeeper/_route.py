@@ -150,29 +150,27 @@ class Route:
         if request.method != "POST":
             return None
         path: str = request.url.path
-        model: Optional[str] = None
+        from_path: Optional[str] = None  # Gemini names the model in the URL
         if not path.endswith(_MODEL_PATHS):
             action = next((a for a in _GEMINI_ACTIONS if path.endswith(a)), None)
             if action is None:
                 return None
-            model = path[: -len(action)].rsplit("/", 1)[-1]
+            from_path = path[: -len(action)].rsplit("/", 1)[-1]
         try:
             body = json.loads(request.content)
-        except (ValueError, UnicodeDecodeError):
+        except Exception:  # not JSON, or a body not read: it still is a model call
             body = None
         if not isinstance(body, dict):
-            return ModelCall({}, model, _tokens.Tokens(0, 0))
-        if model is None:
-            named = body.get("model")
-            model = named if isinstance(named, str) else None
-        call = ModelCall(body, model, self.estimate(body))
-        if action_streams(path):
+            return ModelCall({}, from_path, _tokens.Tokens(0, 0))
+        model = body.get("model") if from_path is None else from_path
+        call = ModelCall(body, model if isinstance(model, str) else None, self.estimate(body, path))
+        if from_path is not None and action_streams(path):
             call.streaming = True
         return call
 
-    def estimate(self, body: dict[str, Any]) -> _tokens.Tokens:
+    def estimate(self, body: dict[str, Any], path: str = "") -> _tokens.Tokens:
         if self.token_estimator is None:
-            return _tokens.estimate(body)
+            return _tokens.estimate_body(body, path)
         value = self.token_estimator(body)
         if isinstance(value, _tokens.Tokens):
             return value
@@ -196,10 +194,18 @@ class Route:
 
     # -- after an attempt -----------------------------------------------------
     def adopt(self, response: Any) -> None:
-        """Learns from the headers of a response (not a 429: its wait is the retry's)."""
+        """Learns from the headers of a response (not a 429: its wait is the retry's).
+
+        Only a response that carries rate-limit headers is read: the names are
+        checked first, in one pass, so that a plain success costs little.
+        """
         update = self.update_from_headers
-        if update is not None and response.status_code != 429:
-            update(response.headers)
+        if update is None or response.status_code == 429:
+            return
+        headers = response.headers
+        names = b"|".join([name for name, _ in headers.raw]).lower()
+        if b"ratelimit" in names or b"retry-after" in names:
+            update(headers)
 
     def finisher(self, permit: Any, reader: Optional[UsageReader]) -> Callable[[], None]:
         """What runs once when the response body ends: reconcile the charge, release."""

@@ -21,29 +21,36 @@ _MAX_JSON = 8 << 20  # a body larger than this is passed on unread (its estimate
 _decoder = json.JSONDecoder()
 
 
-def _member_from_end(text: str, name: str) -> Any:
-    """The value of the last ``"name": value`` member in ``text`` that parses, else None."""
-    key = f'"{name}"'
-    end = len(text)
+def _value_after_key(text: str) -> Any:
+    """The JSON value of the member whose key starts ``text`` (``"name": value``), or None."""
+    colon = text.find(":")
+    if colon < 0 or text[text.index('"', 1) + 1 : colon].strip():
+        return None  # a string value "usage", not a key
+    start = colon + 1
+    while start < len(text) and text[start] in " \t\r\n":
+        start += 1
+    try:
+        value, _ = _decoder.raw_decode(text, start)
+    except ValueError:
+        return None
+    return value
+
+
+def _from_end(body: bytes, key: bytes) -> Optional[Tokens]:
+    """The last member ``key`` of ``body`` that reads as usage (providers put it last).
+
+    A member of that name may also sit in a tool schema the body echoes: the
+    search goes on towards the start until one reads as usage.
+    """
+    end = len(body)
     while True:
-        at = text.rfind(key, 0, end)
+        at = body.rfind(key, 0, end)
         if at < 0:
             return None
+        found = from_usage(_value_after_key(body[at:].decode("utf-8", "replace")))
+        if found is not None:
+            return found
         end = at
-        colon = at + len(key)
-        while colon < len(text) and text[colon] in " \t\r\n":
-            colon += 1
-        if colon >= len(text) or text[colon] != ":":
-            continue  # a string value "usage", not a key
-        start = colon + 1
-        while start < len(text) and text[start] in " \t\r\n":
-            start += 1
-        try:
-            value, _ = _decoder.raw_decode(text, start)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
 
 
 def usage_of(body: bytes) -> Optional[Tokens]:
@@ -52,28 +59,18 @@ def usage_of(body: bytes) -> Optional[Tokens]:
     >>> usage_of(b'{"id": "x", "usage": {"prompt_tokens": 12, "completion_tokens": 3}}')
     Tokens(input=12, output=3)
     """
-    try:
-        text = body.decode()
-    except UnicodeDecodeError:
-        return None
-    if '"usageMetadata"' in text:
-        return from_usage(_member_from_end(text, "usageMetadata"))
-    end = len(text)
-    while True:
-        # A member called "usage" may also sit in a tool schema the body echoes: go on looking.
-        at = text.rfind('"usage"', 0, end)
-        if at < 0:
-            return None
-        found = from_usage(_member_from_end(text[: at + 200_000], "usage"))
-        if found is not None:
-            return found
-        end = at
+    if b'"usageMetadata"' in body:
+        return _from_end(body, b'"usageMetadata"')
+    return _from_end(body, b'"usage"')
 
 
 class UsageReader:
     """Fed a response body chunk by chunk; ``result()`` is the usage it reported, or None.
 
-    >>> reader = UsageReader("application/json")
+    JSON or an event stream is told from the first bytes (``{``/``[`` or not),
+    which costs less than reading the ``content-type`` header.
+
+    >>> reader = UsageReader()
     >>> reader.feed(b'{"usage": {"input_tokens": 9, "output_tokens": 4}}')
     >>> reader.result()
     Tokens(input=9, output=4)
@@ -81,9 +78,9 @@ class UsageReader:
 
     __slots__ = ("_parts", "_size", "_stream")
 
-    def __init__(self, content_type: str) -> None:
-        self._stream = StreamUsage() if "event-stream" in content_type else None
-        self._parts: list[bytes] = []
+    def __init__(self) -> None:
+        self._stream: Optional[StreamUsage] = None
+        self._parts: Optional[list[bytes]] = None  # None until the first byte tells the kind
         self._size = 0
 
     def feed(self, chunk: bytes) -> None:
@@ -91,6 +88,15 @@ class UsageReader:
         if self._stream is not None:
             self._stream.feed(chunk)
             return
+        if self._parts is None:
+            start = chunk.lstrip()[:1]
+            if not start:
+                return
+            if start not in (b"{", b"["):
+                self._stream = StreamUsage()
+                self._stream.feed(chunk)
+                return
+            self._parts = []
         self._size += len(chunk)
         if self._size <= _MAX_JSON:
             self._parts.append(chunk)
@@ -100,6 +106,7 @@ class UsageReader:
         if self._stream is not None:
             self._stream.close()
             return self._stream.tokens
-        if not self._parts or self._size > _MAX_JSON:
+        parts = self._parts
+        if not parts or self._size > _MAX_JSON:
             return None
-        return usage_of(b"".join(self._parts))
+        return usage_of(parts[0] if len(parts) == 1 else b"".join(parts))

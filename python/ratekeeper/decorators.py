@@ -156,9 +156,7 @@ class _Guard:
         self.count_tokens = count_tokens
         self.usage = usage
 
-    def attempts(self, args: Any, kwargs: Any) -> Attempts:
-        count = self.count_tokens
-        cost = self.fixed_tokens if count is None else count(*args, **kwargs)
+    def attempts(self, cost: int) -> Attempts:
         return Attempts(self.limiter, self.policy, self.breaker, tokens=cost, timeout=self.timeout)
 
     def finish(self, permit: Any, result: Any) -> None:
@@ -184,17 +182,43 @@ def _reconcile(permit: Any, usage: Any) -> None:
         permit.reconcile(counted.input + counted.output)
 
 
-def _sync_wrapper(fn: Callable[..., Any], guard: _Guard) -> Callable[..., Any]:
-    finish = guard.finish
+# The wrappers make a first attempt without a breaker inline (acquire, call,
+# finish): the granted path builds no state machine and reports nothing. A
+# failure hands the attempt to the machine, which settles it and goes on.
 
-    @functools.wraps(fn)
-    def limited(*args: Any, **kwargs: Any) -> Any:
+
+def _sync_wrapper(fn: Callable[..., Any], guard: _Guard) -> Callable[..., Any]:
+    finish, acquire, timeout = guard.finish, guard.limiter.acquire, guard.timeout
+    fixed, count = guard.fixed_tokens, guard.count_tokens
+
+    def machine(args: Any, kwargs: Any, cost: int, permit: Any, failure: Any) -> Any:
         def attempt(permit: Any) -> Any:
             result = fn(*args, **kwargs)
             finish(permit, result)
             return result
 
-        return run_sync(guard.attempts(args, kwargs), attempt)
+        attempts = guard.attempts(cost)
+        if permit is not None:
+            attempts.first_failed(permit, failure)
+        return run_sync(attempts, attempt)
+
+    @functools.wraps(fn)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        cost = fixed if count is None else count(*args, **kwargs)
+        if guard.breaker is not None:
+            return machine(args, kwargs, cost, None, None)
+        permit = acquire(cost, timeout)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            failure = exc
+        except BaseException:
+            permit.release()
+            raise
+        else:
+            finish(permit, result)
+            return result
+        return machine(args, kwargs, cost, permit, failure)
 
     limited.limiter = guard.limiter  # type: ignore[attr-defined]
     limited.retry_policy = guard.policy  # type: ignore[attr-defined]
@@ -202,16 +226,37 @@ def _sync_wrapper(fn: Callable[..., Any], guard: _Guard) -> Callable[..., Any]:
 
 
 def _async_wrapper(fn: Callable[..., Any], guard: _Guard) -> Callable[..., Any]:
-    finish = guard.finish
+    finish, acquire, timeout = guard.finish, guard.limiter.acquire_async, guard.timeout
+    fixed, count = guard.fixed_tokens, guard.count_tokens
 
-    @functools.wraps(fn)
-    async def limited(*args: Any, **kwargs: Any) -> Any:
+    async def machine(args: Any, kwargs: Any, cost: int, permit: Any, failure: Any) -> Any:
         async def attempt(permit: Any) -> Any:
             result = await fn(*args, **kwargs)
             finish(permit, result)
             return result
 
-        return await run_async(guard.attempts(args, kwargs), attempt)
+        attempts = guard.attempts(cost)
+        if permit is not None:
+            attempts.first_failed(permit, failure)
+        return await run_async(attempts, attempt)
+
+    @functools.wraps(fn)
+    async def limited(*args: Any, **kwargs: Any) -> Any:
+        cost = fixed if count is None else count(*args, **kwargs)
+        if guard.breaker is not None:
+            return await machine(args, kwargs, cost, None, None)
+        permit = await acquire(cost, timeout)
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            failure = exc
+        except BaseException:
+            permit.release()
+            raise
+        else:
+            finish(permit, result)
+            return result
+        return await machine(args, kwargs, cost, permit, failure)
 
     limited.limiter = guard.limiter  # type: ignore[attr-defined]
     limited.retry_policy = guard.policy  # type: ignore[attr-defined]

@@ -147,7 +147,7 @@ def _make_classes(backend: str) -> tuple[type, type]:
             self._end()
 
     def watch(route: Route, response: Any, permit: Any, stream_class: type) -> Any:
-        reader = UsageReader(response.headers.get("content-type", ""))
+        reader = UsageReader()
         response.stream = stream_class(response.stream, reader, route.finisher(permit, reader))
         return response
 
@@ -207,13 +207,12 @@ def _make_classes(backend: str) -> tuple[type, type]:
 
         def _models(self, request: Any, call: ModelCall) -> Any:
             route = self.route
-            candidates = route.candidates(call.model)
             try:
-                if len(candidates) == 1:
+                if not route.fallback_models:
                     return run_sync(
-                        route.attempts(call, call.model), lambda p: self._attempt(request, p)
+                        route.attempts(call, call.model), partial(self._attempt, request)
                     )
-                available, wait, last = route.models_to_try(candidates)
+                available, wait, last = route.models_to_try(route.candidates(call.model))
                 if wait is not None:
                     route.policy.sleep(wait)
                 for index, model in enumerate(available):
@@ -292,13 +291,12 @@ def _make_classes(backend: str) -> tuple[type, type]:
 
         async def _models(self, request: Any, call: ModelCall) -> Any:
             route = self.route
-            candidates = route.candidates(call.model)
             try:
-                if len(candidates) == 1:
+                if not route.fallback_models:
                     return await run_async(
-                        route.attempts(call, call.model), lambda p: self._attempt(request, p)
+                        route.attempts(call, call.model), partial(self._attempt, request)
                     )
-                available, wait, last = route.models_to_try(candidates)
+                available, wait, last = route.models_to_try(route.candidates(call.model))
                 if wait is not None:
                     await route.policy.sleep_async(wait)
                 for index, model in enumerate(available):
