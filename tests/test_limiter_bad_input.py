@@ -179,10 +179,6 @@ def test_nothing_was_taken_by_refused_calls() -> None:
 HUGE = 10**400  # an int no float can hold: pyo3 alone raises OverflowError
 
 
-def bucket() -> rk.TokenBucket:
-    return rk.TokenBucket(1, 10)
-
-
 TOO_LARGE_FOR_A_FLOAT: list[tuple[str, Callable[[Any], Any]]] = [
     ("rate", lambda v: rk.TokenBucket(v, 1)),
     ("capacity", lambda v: rk.TokenBucket(1, v)),
@@ -190,10 +186,6 @@ TOO_LARGE_FOR_A_FLOAT: list[tuple[str, Callable[[Any], Any]]] = [
     ("burst", lambda v: rk.TokenBucket.per_second(1, v)),
     ("limit", lambda v: rk.SlidingWindow(v, 1)),
     ("window", lambda v: rk.FixedWindow(1, v)),
-    ("n", lambda v: bucket().try_acquire(v)),
-    ("n", lambda v: bucket().acquire(v)),
-    ("timeout", lambda v: bucket().acquire(1, timeout=v)),
-    ("n", lambda v: rk.SlidingWindow(1, 1).wait_time(v)),
     ("window", lambda v: rk.RateTracker(v)),
     ("reset_timeout", lambda v: rk.CircuitBreaker(reset_timeout=v)),
     ("base", lambda v: rk.Backoff(base=v)),

@@ -92,7 +92,7 @@ macro_rules! limit_pymethods {
             /// >>> limiter.try_acquire(2)
             /// True
             #[pyo3(signature = (n=1.0))]
-            fn try_acquire(&self, #[pyo3(from_py_with = $crate::py::errors::number)] n: f64) -> PyResult<bool> {
+            fn try_acquire(&self, n: f64) -> PyResult<bool> {
                 Ok($crate::core::Limit::try_acquire(&self.inner, n)?)
             }
 
@@ -103,12 +103,7 @@ macro_rules! limit_pymethods {
             /// >>> limiter.acquire(2, timeout=1.0)
             /// True
             #[pyo3(signature = (n=1.0, timeout=None))]
-            fn acquire(
-                &self,
-                py: Python<'_>,
-                #[pyo3(from_py_with = $crate::py::errors::number)] n: f64,
-                #[pyo3(from_py_with = $crate::py::errors::optional_number)] timeout: Option<f64>,
-            ) -> PyResult<bool> {
+            fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
                 $crate::py::protocol::acquire_blocking(py, &self.inner, n, timeout)
             }
 
@@ -118,7 +113,7 @@ macro_rules! limit_pymethods {
             /// >>> limiter.wait_time(2)
             /// 0.0
             #[pyo3(signature = (n=1.0))]
-            fn wait_time(&self, #[pyo3(from_py_with = $crate::py::errors::number)] n: f64) -> PyResult<f64> {
+            fn wait_time(&self, n: f64) -> PyResult<f64> {
                 Ok($crate::core::Limit::wait_time(&self.inner, n)?.as_secs_f64())
             }
 
