@@ -307,3 +307,16 @@ def test_redis_limiters_can_be_subscribed_to_and_are_released_on_unsubscribe(
         stop()
         emit("redis_outage", source, error="refused")
         assert [e.source for e in seen] == [source]
+
+
+def test_an_event_is_a_read_only_value() -> None:
+    seen: list[rk.Event] = []
+    stop = rk.subscribe(None, seen.append)
+    emit("pause", None, wait=1.0)
+    stop()
+    event = seen[0]
+    with pytest.raises(TypeError):
+        event.fields["wait"] = 2.0  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        event.kind = "retry"  # type: ignore[misc]
+    assert event == rk.Event("pause", None, {"wait": 1.0}, event.time)

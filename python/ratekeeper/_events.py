@@ -21,6 +21,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Optional
 
 from ._event_log import LOG_RULES, extra_of, message_of, scrub_fields
@@ -47,7 +48,8 @@ _fallback_rule = (logging.getLogger("ratekeeper"), logging.INFO)
 class Event:
     """One event as a value: what happened (``kind``), to what (``source``), and when.
 
-    ``fields`` never holds a key, token or password; ``time`` is ``time.time()``.
+    ``fields`` (read-only) never holds a key, token or password; ``time`` is
+    ``time.time()`` when it happened.
 
     >>> Event("pause", None, {"wait": 1.0}).fields["wait"]
     1.0
@@ -60,10 +62,12 @@ class Event:
 
 
 Subscriber = Callable[[Event], object]
+Ref = Callable[[], Any]
 
 # Subscribers of every event, and of the events of one source (by id, with
-# a weak reference so a subscription never keeps its source alive). Both are
-# replaced, never mutated, so emit reads them without the lock.
+# a weak reference so a subscription never keeps its source alive). Changes
+# take the lock; emit reads without it (the tuples are replaced, never
+# changed, and one dictionary lookup is atomic).
 _everyone: tuple[Subscriber, ...] = ()
 _by_source: dict[int, tuple[Ref, tuple[Subscriber, ...]]] = {}
 # A source whose events also reach the subscribers of another (a wrapped
@@ -76,9 +80,6 @@ def _target(obj: object) -> object:
     """What a subscription on ``obj`` listens to: a wrapped client's limiter, else ``obj``."""
     limiter = getattr(obj, "ratekeeper_limiter", None)
     return obj if limiter is None else limiter
-
-
-Ref = Callable[[], Any]
 
 
 def _weak(obj: object, on_death: Callable[[Any], None]) -> Ref:
@@ -216,7 +217,7 @@ def emit(kind: str, source: object, /, **fields: Any) -> None:
             logger.log(level, message_of(kind, clean), extra=extra_of(kind, clean))
         subscribers = _subscribers_of(source)
         if subscribers:
-            _deliver(Event(kind, source, clean), subscribers)
+            _deliver(Event(kind, source, MappingProxyType(clean)), subscribers)
     except Exception:  # emit must never break the code that reports
         _log.exception("could not report a %s event", kind)
 
