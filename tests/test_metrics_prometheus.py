@@ -204,3 +204,24 @@ def test_redis_backed_limiters_are_exported(redis_url: str, unique_key: str) -> 
     )
     assert got["ratekeeper_wait_seconds_count"][(("name", "shared"),)] == 1  # +Inf bucket only
     assert got["ratekeeper_limit"][(("budget", "units"), ("name", "bucket"))] == 5
+
+
+def test_learned_limits_are_exported_flat_or_per_model() -> None:
+    class Learning:
+        """A source whose stats() reports limits learned from the server."""
+
+        def __init__(self, learned: dict[str, object]) -> None:
+            self.learned = learned
+
+        def stats(self) -> dict[str, object]:
+            return {"granted": 1, "learned": self.learned}
+
+    registry = CollectorRegistry()
+    flat = Learning({"rpm": 500.0, "tpm": 30_000.0})
+    per_model = Learning({"gpt-4o": {"tpm": 30_000.0}, "gpt-4o-mini": {"tpm": 200_000.0}})
+    register(flat, registry=registry, name="flat")
+    register(per_model, registry=registry, name="models")
+    learned = scrape(registry)["ratekeeper_learned_limit"]
+    assert learned[(("budget", "rpm"), ("model", ""), ("name", "flat"))] == 500
+    assert learned[(("budget", "tpm"), ("model", "gpt-4o"), ("name", "models"))] == 30_000
+    assert learned[(("budget", "tpm"), ("model", "gpt-4o-mini"), ("name", "models"))] == 200_000

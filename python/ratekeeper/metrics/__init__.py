@@ -54,7 +54,9 @@ METRICS = (
     Metric("pause.remaining", "gauge", "s", "Seconds left of a pause after a 429."),
     Metric("available", "gauge", "{unit}", "Units available now, per budget.", ("budget",)),
     Metric("limit", "gauge", "{unit}", "Capacity of the budget.", ("budget",)),
-    Metric("learned_limit", "gauge", "{unit}", "Limit learned from the server.", ("budget",)),
+    Metric(
+        "learned_limit", "gauge", "{unit}", "Limit learned from the server.", ("model", "budget")
+    ),
     Metric("keys", "gauge", "{key}", "Keys with a live bucket (KeyedLimiter)."),
     Metric("breaker.state", "gauge", "1", "1 for the breaker's current state.", ("state",)),
     Metric("breaker.failures", "gauge", "{failure}", "Consecutive failures counted."),
