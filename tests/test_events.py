@@ -291,7 +291,7 @@ def test_a_link_adds_its_fields_to_the_childs_events(caplog: pytest.LogCaptureFi
     caplog.set_level(logging.INFO, logger="ratekeeper")
     breaker.trip()
     assert seen[0].fields == {"model": "gpt-4o", "state": "open", "previous": "closed"}
-    assert caplog.records[0].getMessage() == "circuit breaker closed -> open model=gpt-4o"
+    assert caplog.records[0].getMessage() == "circuit breaker closed -> open (model=gpt-4o)"
     assert caplog.records[0].model == "gpt-4o"  # type: ignore[attr-defined]
 
 
