@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 
 from ._event_log import LOG_RULES, extra_of, message_of, scrub_fields
 
-__all__ = ["EVENT_KINDS", "Event", "emit", "link", "subscribe"]
+__all__ = ["EVENT_KINDS", "Event", "emit", "link", "linked_to", "subscribe"]
 
 # The kinds of event, and the fields each carries besides ``source``:
 #   "rate_limited"    model, wait, attempt          an HTTP 429 was received
@@ -179,6 +179,23 @@ def link(child: object, parent: object, /, **fields: Any) -> None:
     parent_ref = _weak(_target(parent), lambda _: None)
     with _lock:
         _parents[key] = (child_ref, parent_ref, dict(fields))
+
+
+def linked_to(parent: object) -> list[tuple[object, dict[str, Any]]]:
+    """``(child, fields)`` for every live object linked to ``parent`` (a wrap's breakers).
+
+    >>> import ratekeeper as rk
+    >>> limiter, breaker = rk.Limiter(rpm=60), rk.CircuitBreaker()
+    >>> link(breaker, limiter, model="m"); linked_to(limiter) == [(breaker, {"model": "m"})]
+    True
+    """
+    target = _target(parent)
+    found = []
+    for child_ref, parent_ref, fields in list(_parents.values()):
+        child = child_ref()
+        if child is not None and parent_ref() is target:
+            found.append((child, dict(fields)))
+    return found
 
 
 def _subscribers_of(source: object) -> list[Subscriber]:
