@@ -220,6 +220,11 @@ def test_subscribe_checks_its_arguments() -> None:
     with pytest.raises(TypeError, match="cannot subscribe"):
         rk.subscribe(42, print)
 
+    async def later(event: rk.Event) -> None: ...
+
+    with pytest.raises(TypeError, match="plain function"):
+        rk.subscribe(None, later)
+
 
 def test_every_limiter_kind_can_be_subscribed_to() -> None:
     for limiter in (

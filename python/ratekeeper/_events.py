@@ -15,6 +15,7 @@ one cached level check.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -101,14 +102,17 @@ def subscribe(obj: object, fn: Subscriber) -> Callable[[], None]:
 
     ``obj`` is a limiter, a ``CircuitBreaker``, a client from ``rk.wrap``
     (its limiter's events and its breakers') or ``None`` (every event).
-    ``fn`` runs in the thread that emits; an exception it raises is logged
-    on ``"ratekeeper.events"``, never raised into the limiter.
+    ``fn`` is a plain function (not ``async def``): it runs in the thread
+    that emits; an exception it raises is logged on ``"ratekeeper.events"``,
+    never raised into the limiter.
 
     >>> stop = subscribe(None, print); stop()
     """
     global _everyone
     if not callable(fn):
         raise TypeError(f"subscribe needs a callable fn(event), got {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError("subscribe needs a plain function: start async work from it instead")
     if obj is None:
         with _lock:
             _everyone = (*_everyone, fn)
