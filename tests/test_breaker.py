@@ -490,6 +490,11 @@ def test_copies_keep_the_hook_and_a_breaker_is_not_kept_alive_by_it() -> None:
     assert gone() is None
 
 
-def test_on_state_change_must_be_callable() -> None:
+def test_on_state_change_must_be_a_plain_callable() -> None:
     with pytest.raises(TypeError, match="on_state_change"):
         rk.CircuitBreaker(on_state_change="print")  # type: ignore[arg-type]
+
+    async def later(breaker: Any, old: str, new: str) -> None: ...
+
+    with pytest.raises(TypeError, match="on_state_change"):
+        rk.CircuitBreaker(on_state_change=later)

@@ -220,6 +220,11 @@ def test_subscribe_checks_its_arguments() -> None:
     with pytest.raises(TypeError, match="cannot subscribe"):
         rk.subscribe(42, print)
 
+    async def later(event: rk.Event) -> None: ...
+
+    with pytest.raises(TypeError, match="plain function"):
+        rk.subscribe(None, later)
+
 
 def test_every_limiter_kind_can_be_subscribed_to() -> None:
     for limiter in (
@@ -287,7 +292,7 @@ def test_a_link_adds_its_fields_to_the_childs_events(caplog: pytest.LogCaptureFi
     caplog.set_level(logging.INFO, logger="ratekeeper")
     breaker.trip()
     assert seen[0].fields == {"model": "gpt-4o", "state": "open", "previous": "closed"}
-    assert caplog.records[0].getMessage() == "circuit breaker closed -> open model=gpt-4o"
+    assert caplog.records[0].getMessage() == "circuit breaker closed -> open (model=gpt-4o)"
     assert caplog.records[0].model == "gpt-4o"  # type: ignore[attr-defined]
 
 
@@ -303,3 +308,16 @@ def test_redis_limiters_can_be_subscribed_to_and_are_released_on_unsubscribe(
         stop()
         emit("redis_outage", source, error="refused")
         assert [e.source for e in seen] == [source]
+
+
+def test_an_event_is_a_read_only_value() -> None:
+    seen: list[rk.Event] = []
+    stop = rk.subscribe(None, seen.append)
+    emit("pause", None, wait=1.0)
+    stop()
+    event = seen[0]
+    with pytest.raises(TypeError):
+        event.fields["wait"] = 2.0  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        event.kind = "retry"  # type: ignore[misc]
+    assert event == rk.Event("pause", None, {"wait": 1.0}, event.time)

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scripted_server import ScriptedServer
 
 import ratekeeper as rk
+from ratekeeper._events import link
 from ratekeeper.metrics.prometheus import register
 
 
@@ -117,14 +118,28 @@ def test_a_breaker_exports_its_state() -> None:
     register(breaker, registry=registry, name="claude")
     breaker.record_failure()
     got = scrape(registry)
+    claude = (("model", ""), ("name", "claude"))
     state = got["ratekeeper_breaker_state"]
-    assert state[(("name", "claude"), ("state", "closed"))] == 1
-    assert state[(("name", "claude"), ("state", "open"))] == 0
-    assert got["ratekeeper_breaker_failures"][(("name", "claude"),)] == 1
+    assert state[(*claude, ("state", "closed"))] == 1
+    assert state[(*claude, ("state", "open"))] == 0
+    assert got["ratekeeper_breaker_failures"][claude] == 1
     breaker.record_failure()
     state = scrape(registry)["ratekeeper_breaker_state"]
-    assert state[(("name", "claude"), ("state", "open"))] == 1
-    assert state[(("name", "claude"), ("state", "closed"))] == 0
+    assert state[(*claude, ("state", "open"))] == 1
+    assert state[(*claude, ("state", "closed"))] == 0
+
+
+def test_a_limiter_exports_the_breakers_linked_to_it_per_model() -> None:
+    limiter = rk.Limiter(rpm=60)
+    first, second = rk.CircuitBreaker(failure_threshold=1), rk.CircuitBreaker()
+    link(first, limiter, model="gpt-4o")  # what rk.wrap does for each model's breaker
+    link(second, limiter, model="gpt-4o-mini")
+    registry = CollectorRegistry()
+    register(limiter, registry=registry, name="openai")
+    first.record_failure()
+    state = scrape(registry)["ratekeeper_breaker_state"]
+    assert state[(("model", "gpt-4o"), ("name", "openai"), ("state", "open"))] == 1
+    assert state[(("model", "gpt-4o-mini"), ("name", "openai"), ("state", "closed"))] == 1
 
 
 def test_primitives_export_what_they_know() -> None:
@@ -204,3 +219,24 @@ def test_redis_backed_limiters_are_exported(redis_url: str, unique_key: str) -> 
     )
     assert got["ratekeeper_wait_seconds_count"][(("name", "shared"),)] == 1  # +Inf bucket only
     assert got["ratekeeper_limit"][(("budget", "units"), ("name", "bucket"))] == 5
+
+
+def test_learned_limits_are_exported_flat_or_per_model() -> None:
+    class Learning:
+        """A source whose stats() reports limits learned from the server."""
+
+        def __init__(self, learned: dict[str, object]) -> None:
+            self.learned = learned
+
+        def stats(self) -> dict[str, object]:
+            return {"granted": 1, "learned": self.learned}
+
+    registry = CollectorRegistry()
+    flat = Learning({"rpm": 500.0, "tpm": 30_000.0})
+    per_model = Learning({"gpt-4o": {"tpm": 30_000.0}, "gpt-4o-mini": {"tpm": 200_000.0}})
+    register(flat, registry=registry, name="flat")
+    register(per_model, registry=registry, name="models")
+    learned = scrape(registry)["ratekeeper_learned_limit"]
+    assert learned[(("budget", "rpm"), ("model", ""), ("name", "flat"))] == 500
+    assert learned[(("budget", "tpm"), ("model", "gpt-4o"), ("name", "models"))] == 30_000
+    assert learned[(("budget", "tpm"), ("model", "gpt-4o-mini"), ("name", "models"))] == 200_000

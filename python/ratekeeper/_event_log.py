@@ -36,8 +36,8 @@ _TEMPLATES = {
     "learned_limit": "learned {budget}={value} for {model} from the server",
     "breaker_state": "circuit breaker {previous} -> {state}",
     "fallback": "falling back from {model} to {to_model} ({reason})",
-    "redis_outage": "Redis is unreachable ({error})",
-    "redis_recovered": "Redis is reachable again after {seconds}s",
+    "redis_outage": "Redis is unreachable: {error}",
+    "redis_recovered": "Redis is reachable again; limits are shared again",
 }
 
 # Field names whose values are secrets, whatever they hold.
@@ -118,14 +118,14 @@ def message_of(kind: str, fields: Mapping[str, Any]) -> str:
     >>> message_of("pause", {"wait": 1.5})
     'limiter paused for 1.5s: no permit until then'
     >>> message_of("redis_outage", {"error": "refused", "on_error": "local"})
-    'Redis is unreachable (refused) on_error=local'
+    'Redis is unreachable: refused (on_error=local)'
     """
     template = _TEMPLATES.get(kind, kind)
     shown = {name: _shown(value) for name, value in fields.items()}
     named = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    rest = " ".join(f"{name}={value}" for name, value in shown.items() if name not in named)
+    rest = ", ".join(f"{name}={value}" for name, value in shown.items() if name not in named)
     message = template.format_map(_Missing(shown))
-    return f"{message} {rest}" if rest else message
+    return f"{message} ({rest})" if rest else message
 
 
 class _Missing(dict[str, str]):

@@ -15,17 +15,19 @@ one cached level check.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Optional
 
 from ._event_log import LOG_RULES, extra_of, message_of, scrub_fields
 
-__all__ = ["EVENT_KINDS", "Event", "emit", "link", "subscribe"]
+__all__ = ["EVENT_KINDS", "Event", "emit", "link", "linked_to", "subscribe"]
 
 # The kinds of event, and the fields each carries besides ``source``:
 #   "rate_limited"    model, wait, attempt          an HTTP 429 was received
@@ -47,7 +49,8 @@ _fallback_rule = (logging.getLogger("ratekeeper"), logging.INFO)
 class Event:
     """One event as a value: what happened (``kind``), to what (``source``), and when.
 
-    ``fields`` never holds a key, token or password; ``time`` is ``time.time()``.
+    ``fields`` (read-only) never holds a key, token or password; ``time`` is
+    ``time.time()`` when it happened.
 
     >>> Event("pause", None, {"wait": 1.0}).fields["wait"]
     1.0
@@ -60,10 +63,12 @@ class Event:
 
 
 Subscriber = Callable[[Event], object]
+Ref = Callable[[], Any]
 
 # Subscribers of every event, and of the events of one source (by id, with
-# a weak reference so a subscription never keeps its source alive). Both are
-# replaced, never mutated, so emit reads them without the lock.
+# a weak reference so a subscription never keeps its source alive). Changes
+# take the lock; emit reads without it (the tuples are replaced, never
+# changed, and one dictionary lookup is atomic).
 _everyone: tuple[Subscriber, ...] = ()
 _by_source: dict[int, tuple[Ref, tuple[Subscriber, ...]]] = {}
 # A source whose events also reach the subscribers of another (a wrapped
@@ -76,9 +81,6 @@ def _target(obj: object) -> object:
     """What a subscription on ``obj`` listens to: a wrapped client's limiter, else ``obj``."""
     limiter = getattr(obj, "ratekeeper_limiter", None)
     return obj if limiter is None else limiter
-
-
-Ref = Callable[[], Any]
 
 
 def _weak(obj: object, on_death: Callable[[Any], None]) -> Ref:
@@ -100,14 +102,17 @@ def subscribe(obj: object, fn: Subscriber) -> Callable[[], None]:
 
     ``obj`` is a limiter, a ``CircuitBreaker``, a client from ``rk.wrap``
     (its limiter's events and its breakers') or ``None`` (every event).
-    ``fn`` runs in the thread that emits; an exception it raises is logged
-    on ``"ratekeeper.events"``, never raised into the limiter.
+    ``fn`` is a plain function (not ``async def``): it runs in the thread
+    that emits; an exception it raises is logged on ``"ratekeeper.events"``,
+    never raised into the limiter.
 
     >>> stop = subscribe(None, print); stop()
     """
     global _everyone
     if not callable(fn):
         raise TypeError(f"subscribe needs a callable fn(event), got {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError("subscribe needs a plain function: start async work from it instead")
     if obj is None:
         with _lock:
             _everyone = (*_everyone, fn)
@@ -180,6 +185,23 @@ def link(child: object, parent: object, /, **fields: Any) -> None:
         _parents[key] = (child_ref, parent_ref, dict(fields))
 
 
+def linked_to(parent: object) -> list[tuple[object, dict[str, Any]]]:
+    """``(child, fields)`` for every live object linked to ``parent`` (a wrap's breakers).
+
+    >>> import ratekeeper as rk
+    >>> limiter, breaker = rk.Limiter(rpm=60), rk.CircuitBreaker()
+    >>> link(breaker, limiter, model="m"); linked_to(limiter) == [(breaker, {"model": "m"})]
+    True
+    """
+    target = _target(parent)
+    found = []
+    for child_ref, parent_ref, fields in list(_parents.values()):
+        child = child_ref()
+        if child is not None and parent_ref() is target:
+            found.append((child, dict(fields)))
+    return found
+
+
 def _subscribers_of(source: object) -> list[Subscriber]:
     found: list[Subscriber] = list(_everyone)
     seen = 0
@@ -216,7 +238,7 @@ def emit(kind: str, source: object, /, **fields: Any) -> None:
             logger.log(level, message_of(kind, clean), extra=extra_of(kind, clean))
         subscribers = _subscribers_of(source)
         if subscribers:
-            _deliver(Event(kind, source, clean), subscribers)
+            _deliver(Event(kind, source, MappingProxyType(clean)), subscribers)
     except Exception:  # emit must never break the code that reports
         _log.exception("could not report a %s event", kind)
 

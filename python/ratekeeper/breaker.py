@@ -91,6 +91,8 @@ class CircuitBreaker(_core.CircuitBreaker):
         on_state_change: Optional[StateHook] = None,
     ) -> None:
         # The settings were taken by the Rust __new__; this only starts listening.
+        if inspect.iscoroutinefunction(on_state_change):
+            raise TypeError("on_state_change must be a plain function, not async def")
         self._listen(_state_changed)
 
     @overload

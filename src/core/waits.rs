@@ -52,11 +52,14 @@ impl WaitHistogram {
         }
     }
 
-    /// Takes back a wait counted by `observe` (its grant was cancelled).
+    /// Takes back a wait counted by `observe` (its grant was cancelled);
+    /// never below zero.
     pub fn forget(&self, wait: Nanos) {
         if wait > Nanos::ZERO {
-            self.counts[bucket_of(wait)].fetch_sub(1, Ordering::Relaxed);
-            self.sum_ns.fetch_sub(wait.0, Ordering::Relaxed);
+            let less = |by: u64| move |n: u64| Some(n.saturating_sub(by));
+            let bucket = &self.counts[bucket_of(wait)];
+            let _ = bucket.fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(1));
+            let _ = (self.sum_ns).fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(wait.0));
         }
     }
 
@@ -89,6 +92,8 @@ mod tests {
         let (counts, sum) = waits.snapshot();
         assert_eq!(counts[7], 0);
         assert_eq!(sum, Nanos(1 + 10 * MS + 1 + 301 * SEC));
+        waits.forget(Nanos(SEC));
+        assert_eq!(waits.snapshot().0[7], 0, "never below zero");
     }
 
     #[test]

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
+from .._events import linked_to
+
 __all__ = ["METRICS", "Metric", "Reading", "Sources", "read"]
 
 Samples = list[tuple[dict[str, str], float]]
@@ -54,10 +56,12 @@ METRICS = (
     Metric("pause.remaining", "gauge", "s", "Seconds left of a pause after a 429."),
     Metric("available", "gauge", "{unit}", "Units available now, per budget.", ("budget",)),
     Metric("limit", "gauge", "{unit}", "Capacity of the budget.", ("budget",)),
-    Metric("learned_limit", "gauge", "{unit}", "Limit learned from the server.", ("budget",)),
+    Metric(
+        "learned_limit", "gauge", "{unit}", "Limit learned from the server.", ("model", "budget")
+    ),
     Metric("keys", "gauge", "{key}", "Keys with a live bucket (KeyedLimiter)."),
-    Metric("breaker.state", "gauge", "1", "1 for the breaker's current state.", ("state",)),
-    Metric("breaker.failures", "gauge", "{failure}", "Consecutive failures counted."),
+    Metric("breaker.state", "gauge", "1", "1 for the breaker's current state.", ("model", "state")),
+    Metric("breaker.failures", "gauge", "{failure}", "Consecutive failures counted.", ("model",)),
 )
 
 
@@ -126,11 +130,11 @@ def _read_stats(stats: dict[str, Any], reading: Reading) -> None:
         reading.wait_sum = float(histogram.get("sum", 0.0))
 
 
-def _read_breaker(breaker: Any, out: dict[str, Samples]) -> None:
+def _read_breaker(breaker: Any, out: dict[str, Samples], labels: dict[str, str]) -> None:
     state = breaker.state
     for each in BREAKER_STATES:
-        out["breaker.state"].append(({"state": each}, 1.0 if each == state else 0.0))
-    out["breaker.failures"].append(({}, float(breaker.failure_count)))
+        out["breaker.state"].append(({**labels, "state": each}, 1.0 if each == state else 0.0))
+    out["breaker.failures"].append((dict(labels), float(breaker.failure_count)))
 
 
 def _read_primitive(obj: Any, out: dict[str, Samples]) -> None:
@@ -176,8 +180,13 @@ def read(obj: Any) -> Reading:
     stats = getattr(target, "stats", None)
     if callable(stats):
         _read_stats(stats(), reading)
+        # The breakers rk.wrap linked to this limiter, one per model.
+        for child, fields in linked_to(target):
+            if hasattr(child, "failure_count"):
+                model = {"model": str(fields["model"])} if "model" in fields else {}
+                _read_breaker(child, reading.samples, model)
     elif hasattr(target, "failure_count"):
-        _read_breaker(target, reading.samples)
+        _read_breaker(target, reading.samples, {})
     else:
         _read_primitive(target, reading.samples)
     return reading

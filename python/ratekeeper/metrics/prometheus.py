@@ -75,7 +75,9 @@ class RatekeeperCollector(Collector):
             )
             for source, reading in readings:
                 for sample_labels, value in reading.samples[metric.key]:
-                    family.add_metric([source, *(sample_labels[k] for k in metric.labels)], value)
+                    family.add_metric(
+                        [source, *(sample_labels.get(k, "") for k in metric.labels)], value
+                    )
             if family.samples:
                 yield family
         yield from _wait_histogram(readings)
