@@ -207,3 +207,15 @@ def test_keys_carry_one_hash_tag_per_limiter(redis_url: str, unique_key: str) ->
     assert keys == [f"{{rkt:{unique_key}}}:rpm", f"{{rkt:{unique_key}}}:tpm"]
     assert 0 < client.pttl(keys[0]) <= 1001
     client.close()
+
+
+def test_the_password_in_the_url_never_shows(redis_url: str, unique_key: str) -> None:
+    secret = "s3cret-Pa55"
+    url = redis_url.replace("redis://", f"redis://user:{secret}@")
+    backend = rk.RedisBackend(url, on_error="allow")
+    limiter = rk.Limiter(rpm=60, backend=backend, key=unique_key)
+    for shown in (repr(backend), repr(limiter), repr(rk.RedisBackend([url], on_error="allow"))):
+        assert secret not in shown and "user:***@" in shown
+    with pytest.raises(ValueError) as bad:
+        rk.RedisBackend(f"redis://:{secret}@host:notaport/0")
+    assert secret not in str(bad.value)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::limiter::{Refill, ServerBudget};
+use crate::core::redis::store::redact;
 use crate::core::redis::{script, Budget, Decision, OnError, SharedGcra, Store, Target};
 use crate::core::Nanos;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -39,7 +40,7 @@ impl RedisBackend {
         let on_error = OnError::parse(on_error).map_err(config_error)?;
         let timeout = Duration::from_secs_f64(check_positive("timeout", timeout)?.min(3600.0));
         let (target, shown) = if let Ok(text) = url.extract::<String>() {
-            let shown = format!("'{text}'");
+            let shown = format!("'{}'", redact(&text));
             if cluster {
                 (Target::Cluster(vec![text]), shown)
             } else {
@@ -54,7 +55,7 @@ impl RedisBackend {
                     "url: the list of cluster nodes is empty",
                 ));
             }
-            let quoted: Vec<String> = nodes.iter().map(|n| format!("'{n}'")).collect();
+            let quoted: Vec<String> = nodes.iter().map(|n| format!("'{}'", redact(n))).collect();
             let shown = format!("[{}]", quoted.join(", "));
             (Target::Cluster(nodes), shown)
         } else {

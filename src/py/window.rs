@@ -19,6 +19,7 @@ macro_rules! window_class {
         #[pyclass(frozen, module = "ratekeeper")]
         pub struct $name {
             inner: $core,
+            wakers: super::protocol::Wakers,
         }
 
         limit_pymethods!($name, {
@@ -27,7 +28,10 @@ macro_rules! window_class {
             fn new(limit: f64, window: f64, clock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
                 let clock = clock_from(clock)?;
                 let inner = <$core>::new(limit, window, clock).map_err(config_error)?;
-                Ok($name { inner })
+                Ok($name {
+                    inner,
+                    wakers: Default::default(),
+                })
             }
 
             /// Forgets every grant and reservation.

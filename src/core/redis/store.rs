@@ -75,6 +75,27 @@ pub struct Store {
     next_probe: AtomicU64,
 }
 
+/// `url` with its password (the part of the userinfo after `:`) shown as
+/// `***`: the form a URL may take in a repr or an error message.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let shown = match userinfo.find(':') {
+        Some(colon) => format!("{}:***", &userinfo[..colon]),
+        None if userinfo.is_empty() => String::new(),
+        // redis://secret@host: a lone userinfo is the password.
+        None => "***".to_owned(),
+    };
+    format!("{}{shown}{}", &url[..scheme_end], &rest[at..])
+}
+
 impl Store {
     /// Checks the address and prepares the client; connects on first use,
     /// so that a backend can be made while Redis is still down.
@@ -82,13 +103,16 @@ impl Store {
         let client = match &target {
             Target::Single(url) => Client::open(url.as_str())
                 .map(Client_::Single)
-                .map_err(|err| format!("url: not a Redis URL ({url:?}): {err}"))?,
+                .map_err(|err| format!("url: not a Redis URL ({:?}): {err}", redact(url)))?,
             Target::Cluster(nodes) => ClusterClient::builder(nodes.iter().map(String::as_str))
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
                 .build()
                 .map(Client_::Cluster)
-                .map_err(|err| format!("url: not a list of Redis node URLs ({nodes:?}): {err}"))?,
+                .map_err(|err| {
+                    let shown: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
+                    format!("url: not a list of Redis node URLs ({shown:?}): {err}")
+                })?,
         };
         Ok(Store {
             runtime,
@@ -376,5 +400,19 @@ impl Store {
     /// outside it (the caller has released the GIL).
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(redact("redis://:s3cret@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact("rediss://u:p@ss@h/0"), "rediss://u:***@h/0");
+        assert_eq!(redact("redis://tok@h"), "redis://***@h");
+        assert_eq!(redact("redis://h:6379/0?x=@"), "redis://h:6379/0?x=@");
+        assert_eq!(redact("not a url"), "not a url");
     }
 }
