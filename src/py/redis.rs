@@ -245,7 +245,7 @@ impl RedisTokenBucket {
         ops::check_into(&self.shared, vec![n], call_soon_threadsafe, resolve, future)
     }
 
-    fn _cancel(&self, n: f64, source: u8) {
+    fn _cancel(&self, n: f64, source: u64) {
         ops::cancel(&self.shared, vec![n], source)
     }
 
@@ -423,7 +423,11 @@ impl RedisBudgets {
             .map(|(name, rate, cap)| (name.as_str(), *rate, *cap))
             .collect();
         let pause_key = script::key(&backend.get().prefix, &key, script::PAUSE);
-        let shared = backend.get().shared(&key, &named)?.with_pause(pause_key);
+        let last_key = script::key(&backend.get().prefix, &key, script::LAST);
+        let shared = backend
+            .get()
+            .shared(&key, &named)?
+            .with_pause(pause_key, last_key);
         Ok(RedisBudgets {
             shared: Arc::new(shared),
             key,
@@ -491,7 +495,7 @@ impl RedisBudgets {
         )
     }
 
-    fn _cancel(&self, amounts: Vec<f64>, source: u8) {
+    fn _cancel(&self, amounts: Vec<f64>, source: u64) {
         ops::cancel(&self.shared, amounts, source)
     }
 
@@ -505,7 +509,7 @@ impl RedisBudgets {
         py: Python<'_>,
         amounts: Vec<f64>,
         timeout: Option<f64>,
-    ) -> PyResult<(bool, f64, u8)> {
+    ) -> PyResult<(bool, f64, u64)> {
         let amounts = self.amounts(amounts)?;
         let max_wait = check_max_wait(timeout)?;
         Ok(
@@ -519,8 +523,9 @@ impl RedisBudgets {
         )
     }
 
-    /// Gives back amounts granted by `source` (0 Redis, 1 local, 2 open).
-    fn _refund(&self, py: Python<'_>, amounts: Vec<f64>, source: u8) -> PyResult<()> {
+    /// Gives back amounts granted by `source` (1 local, 2 open, else Redis
+    /// with the reservation's ticket times 4).
+    fn _refund(&self, py: Python<'_>, amounts: Vec<f64>, source: u64) -> PyResult<()> {
         let amounts = self.amounts(amounts)?;
         let shared = &self.shared;
         let event = py.detach(|| {

@@ -62,17 +62,19 @@ pub fn denied(py: Python<'_>) -> PyErr {
     )
 }
 
-pub fn source_code(source: Source) -> u8 {
+/// A grant's source as one int for Python: 1 local, 2 open, else Redis
+/// with its reservation's ticket times 4 (so `!= 2` still means "limited").
+pub fn source_code(source: Source) -> u64 {
     match source {
-        Source::Redis => 0,
+        Source::Redis(ticket) => ticket.saturating_mul(4),
         Source::Local => 1,
         Source::Open => 2,
     }
 }
 
-pub fn source_from(code: u8) -> Source {
-    match code {
-        0 => Source::Redis,
+pub fn source_from(code: u64) -> Source {
+    match code % 4 {
+        0 => Source::Redis(code / 4),
         1 => Source::Local,
         _ => Source::Open,
     }
@@ -134,7 +136,7 @@ pub fn refund(py: Python<'_>, shared: &SharedGcra, amounts: &[f64]) {
     let event = py.detach(|| {
         shared
             .store()
-            .block_on(shared.refund(amounts, Source::Redis))
+            .block_on(shared.refund(amounts, Source::Redis(0)))
     });
     log_event(py, &event, shared.on_error());
 }
@@ -187,7 +189,7 @@ pub fn reserve_into(
                         }
                         // Below -1.0 by the wait it would have needed.
                         Decision::Refused { wait } => {
-                            to_object(py, (-1.0 - wait.as_secs_f64(), 0u8))
+                            to_object(py, (-1.0 - wait.as_secs_f64(), 0u64))
                         }
                         Decision::Denied => Err(denied(py)),
                     }
@@ -236,7 +238,7 @@ pub fn check_into(
 }
 
 /// Gives back a reservation an async waiter abandoned (in the background).
-pub fn cancel(shared: &Arc<SharedGcra>, amounts: Vec<f64>, source: u8) {
+pub fn cancel(shared: &Arc<SharedGcra>, amounts: Vec<f64>, source: u64) {
     let owned = shared.clone();
     shared.store().runtime().spawn(async move {
         owned.refund(&amounts, source_from(source)).await;
