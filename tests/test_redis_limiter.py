@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import multiprocessing
 import signal
@@ -257,7 +258,7 @@ def test_a_shared_limiter_follows_on_error_when_redis_is_killed(
     assert not backend.is_down
     limiter.acquire(tokens=10)
     client = redis_py.Redis(port=own_redis.port)
-    assert client.get(f"{{ratekeeper:{unique_key}}}:tpm") is not None
+    assert client.get(f"ratekeeper:{{limiter:{unique_key}}}:tpm") is not None
     client.close()
 
 
@@ -277,7 +278,8 @@ def test_keyed_limiter_keeps_each_key_in_redis(redis_url: str, unique_key: str) 
         len(users)
     assert users  # truthy even though len() is unknown
     client = redis_py.Redis.from_url(redis_url)
-    assert 0 < client.pttl(f"{{{unique_key}:keyed:u1}}:bucket") <= 200_001
+    hashed = hashlib.sha256(b"u1").hexdigest()[:32]
+    assert 0 < client.pttl(f"{unique_key}:{{keyed:{hashed}}}:bucket") <= 200_001
     client.close()
     users.reset("u1")
     assert users.try_acquire("u1")

@@ -411,7 +411,13 @@ class RedisTokenBucket:
     """A token bucket shared through Redis by every process using the same key."""
 
     def __new__(
-        cls, backend: RedisBackend, key: str, rate: float, capacity: float
+        cls,
+        backend: RedisBackend,
+        key: str,
+        rate: float,
+        capacity: float,
+        *,
+        _kind: Literal["bucket", "keyed", "asgi"] = "bucket",
     ) -> RedisTokenBucket: ...
     def try_acquire(self, n: float = 1.0) -> bool: ...
     def acquire(self, n: float = 1.0, timeout: Optional[float] = None) -> bool: ...

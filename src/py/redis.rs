@@ -142,12 +142,18 @@ impl RedisBackend {
         self.on_error
     }
 
-    /// Budgets `(name, rate, capacity)` of the limiter `key` on this backend.
-    pub fn shared(&self, key: &str, budgets: &[(&str, f64, f64)]) -> PyResult<SharedGcra> {
+    /// Budgets `(name, rate, capacity)` of the limiter `key` of `kind` on
+    /// this backend (see `script::key`).
+    pub fn shared(
+        &self,
+        kind: &str,
+        key: &str,
+        budgets: &[(&str, f64, f64)],
+    ) -> PyResult<SharedGcra> {
         let budgets = budgets
             .iter()
             .map(|&(name, rate, capacity)| {
-                Budget::new(script::key(&self.prefix, key, name), rate, capacity)
+                Budget::new(script::key(&self.prefix, kind, key, name), rate, capacity)
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(config_error)?;
@@ -172,15 +178,30 @@ pub struct RedisTokenBucket {
 
 #[pymethods]
 impl RedisTokenBucket {
+    /// `_kind` is for ratekeeper's own buckets: `"keyed"` (a Redis-backed
+    /// `KeyedLimiter`'s keys) and `"asgi"` (the middleware's clients) store
+    /// `key`, a client identity, hashed.
     #[new]
-    #[pyo3(signature = (backend, key, rate, capacity))]
+    #[pyo3(signature = (backend, key, rate, capacity, *, _kind="bucket"))]
     fn new(
         backend: Bound<'_, RedisBackend>,
         key: String,
         rate: f64,
         capacity: f64,
+        _kind: &str,
     ) -> PyResult<Self> {
-        let shared = backend.get().shared(&key, &[("bucket", rate, capacity)])?;
+        let key = match _kind {
+            "bucket" => key,
+            "keyed" | "asgi" => script::hashed(&key),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "_kind must be 'bucket', 'keyed' or 'asgi', got {other:?}"
+                )))
+            }
+        };
+        let shared = backend
+            .get()
+            .shared(_kind, &key, &[("bucket", rate, capacity)])?;
         Ok(RedisTokenBucket {
             shared: Arc::new(shared),
             backend: backend.unbind(),
@@ -422,11 +443,12 @@ impl RedisBudgets {
             .iter()
             .map(|(name, rate, cap)| (name.as_str(), *rate, *cap))
             .collect();
-        let pause_key = script::key(&backend.get().prefix, &key, script::PAUSE);
-        let last_key = script::key(&backend.get().prefix, &key, script::LAST);
+        let prefix = &backend.get().prefix;
+        let pause_key = script::key(prefix, "limiter", &key, script::PAUSE);
+        let last_key = script::key(prefix, "limiter", &key, script::LAST);
         let shared = backend
             .get()
-            .shared(&key, &named)?
+            .shared("limiter", &key, &named)?
             .with_pause(pause_key, last_key);
         Ok(RedisBudgets {
             shared: Arc::new(shared),

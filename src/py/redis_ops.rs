@@ -141,9 +141,22 @@ pub fn refund(py: Python<'_>, shared: &SharedGcra, amounts: &[f64]) {
     log_event(py, &event, shared.on_error());
 }
 
+/// Back to full. While Redis is unreachable, `on_error` decides as for any
+/// call: the in-process stand-ins are reset (`"local"`), nothing more is
+/// needed (`"allow"`), or it raises `RateLimitError` (`"deny"`).
 pub fn reset(py: Python<'_>, shared: &SharedGcra) -> PyResult<()> {
-    py.detach(|| shared.store().block_on(shared.reset()))
-        .map_err(|err| rate_limit_error(py, format!("could not reset the shared limit: {}", err.0)))
+    let Err(err) = py.detach(|| shared.store().block_on(shared.reset())) else {
+        return Ok(());
+    };
+    let message = format!("could not reset the shared limit: {}", err.0);
+    if shared.on_error() == OnError::Deny {
+        return Err(rate_limit_error(py, message));
+    }
+    let _ = py
+        .import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("ratekeeper",)))
+        .and_then(|logger| logger.call_method1("warning", (message,)));
+    Ok(())
 }
 
 /// Hands `value` (or the exception) to `resolve(future, value)` on the

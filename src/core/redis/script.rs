@@ -164,11 +164,23 @@ pub const LAST: &str = "last";
 /// The name of the key numbering a limiter's waiting reservations.
 pub const SEQ: &str = "seq";
 
-/// The Redis key of one budget: `{prefix:name}:budget`. The hash tag (the
-/// part in braces) is the same for every budget of one limiter, so a Redis
-/// Cluster keeps them on one slot and one script can touch them all.
-pub fn key(prefix: &str, name: &str, budget: &str) -> String {
-    format!("{{{prefix}:{name}}}:{budget}")
+/// The Redis key of one budget: `prefix:{kind:name}:budget`. Every key
+/// starts with the prefix (so a Redis ACL key pattern `prefix:*` covers
+/// them); `kind` (`bucket`, `limiter`, `keyed`, `asgi`, `window`) keeps
+/// kinds from colliding; the hash tag (in braces) is the same for every
+/// budget of one limiter, so a Redis Cluster keeps them on one slot and one
+/// script can touch them all.
+pub fn key(prefix: &str, kind: &str, name: &str, budget: &str) -> String {
+    format!("{prefix}:{{{kind}:{name}}}:{budget}")
+}
+
+/// A client identity (a keyed limiter's key, an ASGI client: often an API
+/// key) as it is stored in Redis: never in clear. The first 128 bits of its
+/// SHA-256, in hex: a collision between two identities needs ~2^64 of them.
+pub fn hashed(identity: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(identity.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -221,8 +233,16 @@ mod tests {
     }
 
     #[test]
-    fn keys_share_one_hash_tag_per_limiter() {
-        assert_eq!(key("rk", "team-a", "rpm"), "{rk:team-a}:rpm");
+    fn keys_start_with_the_prefix_and_name_their_kind() {
+        assert_eq!(
+            key("rk", "limiter", "team-a", "rpm"),
+            "rk:{limiter:team-a}:rpm"
+        );
+        assert_ne!(key("rk", "bucket", "x", "b"), key("rk", "keyed", "x", "b"));
+        let id = hashed("sk-secret");
+        assert_eq!(id.len(), 32);
+        assert!(!id.contains("secret"));
+        assert_ne!(id, hashed("sk-secreT"));
     }
 }
 

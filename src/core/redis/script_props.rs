@@ -225,11 +225,13 @@ fn the_script_and_the_core_grant_at_the_same_times() {
             let budgets = Budgets::new(limits, burst, Clock::Manual(clock.clone())).unwrap();
             let used: Vec<Budget> = config.iter().map(|(b, _)| *b).collect();
             let name = format!("case{}", case_no.get());
-            let mut keys: Vec<String> =
-                used.iter().map(|b| key("props", &name, b.name())).collect();
-            keys.push(key("props", &name, PAUSE));
-            keys.push(key("props", &name, LAST));
-            keys.push(key("props", &name, SEQ));
+            let mut keys: Vec<String> = used
+                .iter()
+                .map(|b| key("props", "limiter", &name, b.name()))
+                .collect();
+            keys.push(key("props", "limiter", &name, PAUSE));
+            keys.push(key("props", "limiter", &name, LAST));
+            keys.push(key("props", "limiter", &name, SEQ));
             let split = limits[Budget::Tpm as usize].is_none();
             let mut con = con.borrow_mut();
             let mut case = Case {

@@ -111,7 +111,7 @@ impl SharedGcra {
     pub fn new(store: Arc<Store>, on_error: OnError, budgets: Vec<Budget>) -> SharedGcra {
         let mut keys: Vec<String> = budgets.iter().map(|b| b.key.clone()).collect();
         // The tickets' counter, under the same hash tag as the first budget.
-        if let Some(tag_end) = keys.first().and_then(|k| k.find("}:")) {
+        if let Some(tag_end) = keys.first().and_then(|k| k.rfind("}:")) {
             let seq = format!("{}:{}", &keys[0][..=tag_end], super::script::SEQ);
             keys.push(seq);
         }
