@@ -217,3 +217,55 @@ async def test_slot_waits_count_in_waited() -> None:
     assert permit.waited >= 0.04
     assert limiter.stats()["waited_seconds"] >= 0.04
     permit.release()
+
+
+# ------------------------------------------------ waiters that move up (SPEC 15)
+
+
+async def test_cancelled_waiters_move_those_behind_them_up_in_order() -> None:
+    # rps=20, burst 1: 40 waiters due every 50 ms; every other one is
+    # cancelled at once, so the 20 that stay are all granted within ~1 s.
+    loop = asyncio.get_running_loop()
+    limiter = rk.Limiter(rps=20, burst=1)
+    limiter.acquire().release()
+    granted: list[int] = []
+
+    async def wait(i: int) -> None:
+        async with await limiter.acquire_async():
+            granted.append(i)
+
+    started = loop.time()
+    tasks = [asyncio.create_task(wait(i)) for i in range(40)]
+    await asyncio.sleep(0.01)  # all have reserved
+    for task in tasks[::2]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    took = loop.time() - started
+    assert granted == list(range(1, 40, 2))
+    assert took < 1.5, f"20 survivors took {took:.2f} s"
+    assert limiter.stats()["cancelled"] == 20
+
+
+async def test_a_reconcile_below_the_estimate_goes_to_the_queued_waiter() -> None:
+    # A 6-token TPM budget must never grant 12 at once.
+    limiter = rk.Limiter(tpm=6)
+    first = limiter.acquire(tokens=6)
+    waiter = asyncio.create_task(limiter.acquire_async(tokens=6))
+    await asyncio.sleep(0.01)
+    first.reconcile(0)
+    permit = await asyncio.wait_for(waiter, 1.0)  # woken now, not after 60 s
+    assert permit.waited < 1.0
+    with pytest.raises(rk.RateLimitTimeout):
+        limiter.acquire(tokens=1, timeout=0)
+
+
+async def test_a_pause_holds_the_queued_waiters_too() -> None:
+    clock = rk.ManualClock()
+    limiter = rk.Limiter(rps=10, clock=clock)
+    for _ in range(10):
+        limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire_async())
+    await asyncio.sleep(0)
+    limiter.pause(1.0)
+    permit = await waiter
+    assert permit.waited == pytest.approx(1.0)

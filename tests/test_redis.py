@@ -203,7 +203,44 @@ def test_keys_carry_one_hash_tag_per_limiter(redis_url: str, unique_key: str) ->
     budgets = RedisBudgets(backend, unique_key, [("rpm", 1.0, 10.0), ("tpm", 1.0, 100.0)])
     assert budgets.try_acquire([1, 5])
     client = redis_py.Redis.from_url(redis_url)
-    keys = sorted(k.decode() for k in client.keys(f"{{rkt:{unique_key}}}:*"))
-    assert keys == [f"{{rkt:{unique_key}}}:rpm", f"{{rkt:{unique_key}}}:tpm"]
+    keys = sorted(k.decode() for k in client.keys(f"rkt:{{limiter:{unique_key}}}:*"))
+    assert keys == [f"rkt:{{limiter:{unique_key}}}:rpm", f"rkt:{{limiter:{unique_key}}}:tpm"]
     assert 0 < client.pttl(keys[0]) <= 1001
     client.close()
+
+
+def test_keys_start_with_the_prefix_never_collide_and_hide_identities(redis_url: str) -> None:
+    # A bucket, a limiter and a keyed limiter all named "sk-live-123" (an API
+    # key as a client identity): three budgets, no key in clear.
+    prefix = f"rk-{time.monotonic_ns()}"
+    backend = rk.RedisBackend(redis_url, prefix=prefix)
+    name = "sk-live-123"
+    bucket = rk.RedisTokenBucket(backend, name, rate=0.001, capacity=1)
+    limiter = rk.Limiter(rpm=1, backend=backend, key=name)
+    keyed = rk.KeyedLimiter(0.001, 1, backend=backend)
+    assert bucket.try_acquire()
+    limiter.acquire().release()
+    assert keyed.try_acquire(name)
+    assert not bucket.try_acquire() and not keyed.try_acquire(name)
+    client = redis_py.Redis.from_url(redis_url)
+    keys = [k.decode() for k in client.keys(f"{prefix}*")]
+    client.close()
+    assert keys and all(k.startswith(f"{prefix}:{{") for k in keys)
+    assert {k.split(":{")[1].split(":")[0] for k in keys} == {"bucket", "limiter", "keyed"}
+    # Names of buckets and limiters are configuration; the keyed one is hashed.
+    assert {k for k in keys if name in k} == {
+        f"{prefix}:{{bucket:{name}}}:bucket",
+        f"{prefix}:{{limiter:{name}}}:rpm",
+    }
+
+
+def test_the_password_in_the_url_never_shows(redis_url: str, unique_key: str) -> None:
+    secret = "s3cret-Pa55"
+    url = redis_url.replace("redis://", f"redis://user:{secret}@")
+    backend = rk.RedisBackend(url, on_error="allow")
+    limiter = rk.Limiter(rpm=60, backend=backend, key=unique_key)
+    for shown in (repr(backend), repr(limiter), repr(rk.RedisBackend([url], on_error="allow"))):
+        assert secret not in shown and "user:***@" in shown
+    with pytest.raises(ValueError) as bad:
+        rk.RedisBackend(f"redis://:{secret}@host:notaport/0")
+    assert secret not in str(bad.value)

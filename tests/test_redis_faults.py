@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -63,7 +64,7 @@ def test_each_on_error_mode_does_what_it_says_when_redis_is_killed(
     client = redis_py.Redis(port=own_redis.port)
     b.reset()
     assert b.try_acquire(2)
-    assert client.get(f"{{ratekeeper:{unique_key}}}:bucket") is not None
+    assert client.get(f"ratekeeper:{{bucket:{unique_key}}}:bucket") is not None
     assert [b.try_acquire() for _ in range(2)] == [True, False]
     assert any("reachable again" in r.getMessage() for r in caplog.records)
     client.close()
@@ -193,3 +194,79 @@ def test_a_limiter_with_rpm_and_tpm_works_on_redis_cluster(cluster: list[str]) -
     users = rk.KeyedLimiter(0.01, 2, backend=backend)
     assert [users.try_acquire(f"user-{i % 4}") for i in range(12)] == [True] * 8 + [False] * 4
     assert not backend.is_down
+
+
+# ------------------------------------- a dropped connection is not an outage
+
+
+def kill_clients(server: RedisServer) -> None:
+    client = redis_py.Redis(port=server.port)
+    client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    client.close()
+
+
+@pytest.mark.parametrize("fault", ["client-kill", "restart", "idle-timeout"])
+async def test_a_connection_redis_dropped_costs_one_retried_command(
+    own_redis: RedisServer,
+    unique_key: str,
+    fault: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="ratekeeper")
+    # "deny": a call treated as an outage would raise.
+    backend = rk.RedisBackend(own_redis.url, on_error="deny", timeout=0.5)
+    b = rk.RedisTokenBucket(backend, unique_key, rate=0.001, capacity=100)
+    # Several pooled connections (threads) and the async connection.
+    threads = [threading.Thread(target=b.try_acquire) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert await b.acquire_async()
+    if fault == "client-kill":
+        kill_clients(own_redis)
+    elif fault == "restart":
+        own_redis.kill()
+        own_redis.start()
+    else:
+        redis_py.Redis(port=own_redis.port).config_set("timeout", 1)
+        time.sleep(2.5)  # Redis closes the idle connections itself
+    for _ in range(6):
+        assert b.try_acquire()
+    assert await b.acquire_async()
+    assert not backend.is_down
+    assert outage_warnings(caplog) == []
+
+
+def test_a_sync_call_to_a_stopped_server_takes_at_most_its_timeout(
+    own_redis: RedisServer, unique_key: str
+) -> None:
+    backend = rk.RedisBackend(own_redis.url, on_error="allow", timeout=0.5)
+    b = rk.RedisTokenBucket(backend, unique_key, rate=1, capacity=5)
+    assert own_redis.process is not None
+    own_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        assert b.try_acquire()  # allowed: the server is stuck
+        took = time.monotonic() - start
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+    assert took < 0.8, f"{took:.2f} s for a timeout of 0.5 s"
+
+
+@pytest.mark.parametrize("on_error", ["local", "allow", "deny"])
+def test_reset_follows_on_error_while_redis_is_down(
+    own_redis: RedisServer, unique_key: str, on_error: str
+) -> None:
+    backend = rk.RedisBackend(own_redis.url, on_error=on_error, timeout=0.25)
+    limiter = rk.Limiter(rpm=1, backend=backend, key=unique_key)
+    bucket = rk.RedisTokenBucket(backend, unique_key, rate=0.01, capacity=1)
+    own_redis.kill()
+    if on_error == "deny":
+        for resettable in (limiter, bucket):
+            with pytest.raises(rk.RateLimitError):
+                resettable.reset()
+    else:
+        limiter.reset()
+        bucket.reset()
+        assert bucket.try_acquire()

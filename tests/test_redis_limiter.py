@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import multiprocessing
+import signal
 import time
 
 import pytest
@@ -256,7 +258,7 @@ def test_a_shared_limiter_follows_on_error_when_redis_is_killed(
     assert not backend.is_down
     limiter.acquire(tokens=10)
     client = redis_py.Redis(port=own_redis.port)
-    assert client.get(f"{{ratekeeper:{unique_key}}}:tpm") is not None
+    assert client.get(f"ratekeeper:{{limiter:{unique_key}}}:tpm") is not None
     client.close()
 
 
@@ -276,7 +278,8 @@ def test_keyed_limiter_keeps_each_key_in_redis(redis_url: str, unique_key: str) 
         len(users)
     assert users  # truthy even though len() is unknown
     client = redis_py.Redis.from_url(redis_url)
-    assert 0 < client.pttl(f"{{{unique_key}:keyed:u1}}:bucket") <= 200_001
+    hashed = hashlib.sha256(b"u1").hexdigest()[:32]
+    assert 0 < client.pttl(f"{unique_key}:{{keyed:{hashed}}}:bucket") <= 200_001
     client.close()
     users.reset("u1")
     assert users.try_acquire("u1")
@@ -323,3 +326,62 @@ def test_two_processes_share_a_keyed_limiters_bucket(redis_url: str, unique_key:
     total = sum(granted for granted, _ in outcomes)
     assert total <= 5 + 20 * (seconds + spread) + 1
     assert total >= 0.95 * (5 + 20 * seconds)
+
+
+# ------------------------------------------- one rule with the core (SPEC 15)
+
+
+async def test_after_a_pause_the_held_requests_do_not_bunch_up(
+    redis_url: str, unique_key: str
+) -> None:
+    # rps=10: in-process, 10 at the pause's end, then one every 0.1 s; every
+    # budget is charged at the grant time, so Redis agrees (it granted 20).
+    limiter = shared(redis_url, unique_key, rps=10)
+    limiter.pause(1.0)
+    permits = await asyncio.gather(*(limiter.acquire_async() for _ in range(20)))
+    waits = sorted(p.waited for p in permits)
+    assert sum(w < 1.05 for w in waits) <= 10
+    assert waits[-1] == pytest.approx(2.0, abs=0.1)
+
+
+async def test_a_reconcile_below_the_estimate_never_lets_a_newcomer_beside_a_waiter(
+    redis_url: str, unique_key: str
+) -> None:
+    # A 6-token TPM budget: the refund must not give a newcomer the time of
+    # the waiter already queued (it granted 12 at once).
+    limiter = shared(redis_url, unique_key, tpm=6)
+    first = limiter.acquire(tokens=6)
+    waiter = asyncio.create_task(limiter.acquire_async(tokens=6))
+    await asyncio.sleep(0.2)
+    first.reconcile(0)
+    try:
+        # The waiter's 6 tokens still count: a newcomer comes a minute after it.
+        assert limiter.available("tpm") == pytest.approx(-6.0, abs=0.1)
+        with pytest.raises(rk.RateLimitTimeout):
+            limiter.acquire(tokens=6, timeout=90)
+    finally:
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+
+
+async def test_an_acquire_cancelled_before_redis_replies_gives_its_reservation_back(
+    own_redis: RedisServer, unique_key: str
+) -> None:
+    limiter = shared(own_redis.url, unique_key, rps=1)
+    limiter.acquire().release()
+    assert own_redis.process is not None
+    own_redis.process.send_signal(signal.SIGSTOP)  # the script waits in the socket
+    try:
+        waiter = asyncio.create_task(limiter.acquire_async())
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+    await asyncio.gather(waiter, return_exceptions=True)
+    await asyncio.sleep(0.3)  # the reply, then its give-back, arrive
+    # Its reservation (due in ~1 s) was given back: a newcomer comes ~1 s
+    # after the first grant, not ~2 s.
+    started = time.monotonic()
+    with limiter.acquire(timeout=5.0):
+        pass
+    assert time.monotonic() - started < 1.0

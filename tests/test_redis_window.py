@@ -28,7 +28,7 @@ def test_a_full_window_refuses_and_tells_the_wait_from_its_log(
     assert 99 < other.wait_time() <= 100
     assert w.acquire(timeout=0.05) is False
     client = redis_py.Redis.from_url(redis_url)
-    key = f"{{ratekeeper:{unique_key}}}:window"
+    key = f"ratekeeper:{{window:{unique_key}}}:window"
     assert client.zcard(key) == 3  # a refusal logs nothing
     assert 0 < client.pttl(key) <= 100_001
     client.close()

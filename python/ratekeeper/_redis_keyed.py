@@ -3,7 +3,8 @@
 ``rk.KeyedLimiter(rate, capacity, backend=...)`` returns a
 :class:`RedisKeyedLimiter` (re-exported by :mod:`ratekeeper.redis_limiter`,
 where the compiled constructor looks for it). Each key's bucket is a
-``RedisTokenBucket`` under the backend's prefix, ``{prefix:keyed:KEY}:bucket``;
+``RedisTokenBucket`` under the backend's prefix, ``prefix:{keyed:HASH}:bucket``
+(HASH: the key's SHA-256, 128 bits, never the key itself);
 it expires when full again, so ``idle_timeout`` is Redis's TTL and ``len()``
 is not known here.
 """
@@ -63,7 +64,7 @@ class RedisKeyedLimiter:
             rate, capacity = self._overrides.get(key, (self.rate, self.capacity))
             if len(self._buckets) >= self._CACHE_LIMIT:
                 self._buckets.clear()
-            bucket = RedisTokenBucket(self.backend, f"keyed:{key}", rate, capacity)
+            bucket = RedisTokenBucket(self.backend, key, rate, capacity, _kind="keyed")
             self._buckets[key] = bucket
         return bucket
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from . import _tokens
 from ._attempts import UNLIMITED, Attempts
-from ._events import emit
+from ._events import emit, link
 from ._guarding import clone_breaker
 from ._usage_reader import UsageReader
 from .cache import ResponseCache
@@ -233,6 +233,8 @@ class Route:
                     template = self.breaker_template
                     breaker = template if not self._breakers else clone_breaker(template)
                     self._breakers[model] = breaker
+                    # Its state changes reach the wrapped client's subscribers and metrics.
+                    link(breaker, self.limiter, model=model)
         return breaker
 
     def candidates(self, model: Optional[str]) -> list[Optional[str]]:

@@ -11,7 +11,7 @@ Python and attached to the Rust classes once, at import.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from . import _core
 from ._waiting import sleep_until_due
@@ -24,6 +24,7 @@ class _Reserving(Protocol):
     def _reserve(self, n: float = 1.0, timeout: Optional[float] = None) -> int: ...
     def _until(self, due: int) -> float: ...
     def _cancel(self, n: float, due: int) -> None: ...
+    def _wake_on(self, due: int, callback: Callable[[], object]) -> None: ...
 
 
 async def acquire_async(self: _Reserving, n: float = 1, timeout: Optional[float] = None) -> bool:

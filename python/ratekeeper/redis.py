@@ -10,6 +10,7 @@ the ``"ratekeeper"`` logger.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from types import TracebackType
 from typing import Any, Optional
@@ -45,7 +46,7 @@ async def _reserve_then_sleep(engine: Any, amount: Any, timeout: Optional[float]
     loop = asyncio.get_running_loop()
     reply: asyncio.Future[tuple[float, int]] = loop.create_future()
     engine._reserve_into(amount, timeout, loop.call_soon_threadsafe, _resolve, reply)
-    wait, source = await reply
+    wait, source = await _await_reply(engine, amount, reply)
     if wait == 0.0:
         return True
     if wait < 0.0:
@@ -58,6 +59,29 @@ async def _reserve_then_sleep(engine: Any, amount: Any, timeout: Optional[float]
         engine._cancel(amount, source)
         raise
     return True
+
+
+async def _await_reply(
+    engine: Any, amount: Any, reply: asyncio.Future[tuple[float, int]]
+) -> tuple[float, int]:
+    """Awaits the script's reply; cancelled first, gives back what the script still grants.
+
+    >>> # wait, source = await _await_reply(bucket, 1.0, reply)
+    """
+    try:
+        return await asyncio.shield(reply)
+    except asyncio.CancelledError:
+        # The script runs on: whatever it reserves for this caller goes back.
+        reply.add_done_callback(functools.partial(_give_back_late, engine, amount))
+        raise
+
+
+def _give_back_late(engine: Any, amount: Any, reply: asyncio.Future[tuple[float, int]]) -> None:
+    if reply.cancelled() or reply.exception() is not None:
+        return
+    wait, source = reply.result()
+    if wait >= 0.0:
+        engine._cancel(amount, source)
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

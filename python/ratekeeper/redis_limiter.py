@@ -8,8 +8,12 @@ path untouched. They have the same methods; what differs:
 
 - Every budget of a ``RedisLimiter`` (rps/rpm/rph/rpd/tpm/itpm/otpm) is
   checked and charged by ONE script call, all or nothing, on the Redis
-  server's clock (``RedisBudgets``). Requests are not queued in arrival order
-  across processes: a waiter reserves its grant time, like a token bucket.
+  server's clock (``RedisBudgets``), at the grant time as in process, and
+  never before the last grant (arrival order across processes). A waiter
+  reserves its grant time and sleeps; there is no queue in Redis, so units
+  given back (a refund, a ``reconcile`` below the estimate) while others wait
+  are kept rather than moving them up, except a cancel of the latest
+  reservation, which is exact.
 - ``pause`` is shared: a pause key beside the budgets (same hash tag) that
   the script honours, so a 429's ``retry-after`` pauses every process.
   While Redis is unreachable the pause is not seen by the fallback.
@@ -38,7 +42,7 @@ from ._redis_permit import RedisPermit, _Tokens
 from .errors import RateLimitError, RateLimitTimeout
 from .headers import read_limits
 from .limiter import adopt_server_limits
-from .redis import RedisBudgets, _resolve, check_timeout
+from .redis import RedisBudgets, _await_reply, _resolve, check_timeout
 
 __all__ = ["RedisKeyedLimiter", "RedisLimiter", "RedisPermit"]
 
@@ -212,7 +216,7 @@ class RedisLimiter:
                 self._budgets._reserve_into(
                     amounts, left, loop.call_soon_threadsafe, _resolve, reply
                 )
-                wait, source = await reply
+                wait, source = await _await_reply(self._budgets, amounts, reply)
                 if wait < 0.0:
                     raise self._timed_out(-1.0 - wait, timeout or 0.0)
                 if wait > 0.0:

@@ -9,6 +9,7 @@
 //! arrival order and the long-run rate is exact.
 
 use super::clock::{Clock, Nanos};
+pub use super::queue::Check;
 use std::fmt;
 
 /// What a request for units became.
@@ -16,7 +17,9 @@ use std::fmt;
 pub enum Reservation {
     /// Granted now; nothing to wait for.
     Now,
-    /// Reserved: the units are the caller's at this time (later than now).
+    /// Reserved under this ticket: the units are the caller's at a time
+    /// later than now, which [`Limit::check`] tells (the ticket is the due
+    /// time as first reserved; it moves earlier when one ahead gives back).
     At(Nanos),
     /// Refused without taking anything: granting would need this long a wait,
     /// longer than the caller allowed.
@@ -70,9 +73,21 @@ pub trait Limit: Send + Sync {
     /// taken). `None` waits as long as needed.
     fn reserve(&self, n: f64, max_wait: Option<Nanos>) -> Result<Reservation, LimitError>;
 
-    /// Gives back a reservation of `n` units due at `due` that its waiter
-    /// abandoned.
-    fn cancel(&self, n: f64, due: Nanos);
+    /// Gives back the reservation `ticket` of `n` units that its waiter
+    /// abandoned. Returns the ticket of a waiter to wake, whose due time
+    /// moved earlier (see [`crate::core::queue`]).
+    fn cancel(&self, n: f64, ticket: Nanos) -> Option<u64>;
+
+    /// Where the reservation `ticket` stands: still waiting until a time, or
+    /// granted. Limiters whose waiters never move up keep the due time as
+    /// the ticket.
+    fn check(&self, ticket: Nanos) -> Check {
+        if ticket > self.clock().now() {
+            Check::Waiting(ticket)
+        } else {
+            Check::Granted(None)
+        }
+    }
 
     /// How long until `n` units would be granted; zero when now.
     fn wait_time(&self, n: f64) -> Result<Nanos, LimitError>;

@@ -29,6 +29,7 @@
 use super::clock::{Clock, Nanos};
 use super::gcra::Gcra;
 use super::limit::{decide, Reservation};
+use super::queue::{Check, Queue};
 use super::waits::WaitHistogram;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,10 +236,13 @@ pub struct Grant {
     pub at: Nanos,
     pub waited: Nanos,
     pub amounts: Amounts,
-    seq: u64,
-    prev_last_grant: Nanos,
+    /// Its ticket in the queue of waiters; 0 when granted at once.
+    pub ticket: u64,
+    reserved_at: Nanos,
     costs: [u64; BUDGETS],
-    charged_after: [u64; BUDGETS],
+    /// Each budget's running total right after this grant was charged
+    /// (known once it is granted).
+    charged_after: Option<[u64; BUDGETS]>,
 }
 
 /// Counters for `stats()`; relaxed atomics, read without a lock.
@@ -254,15 +258,32 @@ pub struct Stats {
     pub waits: WaitHistogram,
 }
 
+/// A reservation waiting for its grant time.
+#[derive(Debug)]
+struct Waiting {
+    costs: [u64; BUDGETS],
+    /// `Some` once its time has come and it is charged to the granted state
+    /// (the running totals after it), until its waiter collects it.
+    settled: Option<[u64; BUDGETS]>,
+}
+
+/// Granted units live in `tat`; reservations still waiting are not charged
+/// there but queued in `waiting`, and `tail` is `tat` with them charged:
+/// what a newcomer is placed after. A give-back changes the granted state
+/// and the waiters are placed again, in order, from it (`refold`): they
+/// move up, and a newcomer still comes after all of them.
 #[derive(Debug, Default)]
 struct State {
     tat: [Nanos; BUDGETS],
-    /// Total cost ever charged per budget (wrapping): "charged since".
+    /// Total cost ever granted per budget (wrapping): "charged since".
     charged: [u64; BUDGETS],
     last_grant: Nanos,
     last_charge_at: Nanos,
     pause_until: Nanos,
     seq: u64,
+    waiting: Queue<Waiting>,
+    tail: [Nanos; BUDGETS],
+    tail_last_grant: Nanos,
 }
 
 /// The budgets of one limiter.
@@ -344,7 +365,8 @@ impl Budgets {
 
     /// Grants `amounts` on every budget at one time `T` (see the module
     /// docs), now or later. `Err(wait)` when `T` is more than `max_wait`
-    /// away: then nothing is taken.
+    /// away: then nothing is taken. A later grant is queued: its holder
+    /// waits with [`Budgets::look`] until it is granted.
     pub fn reserve(&self, amounts: Amounts, max_wait: Option<Nanos>) -> Result<Grant, Nanos> {
         let mut costs = [0u64; BUDGETS];
         for (i, rule) in self.rules.iter().enumerate() {
@@ -354,10 +376,11 @@ impl Budgets {
         }
         let mut state = self.state.lock();
         let now = self.clock.now();
-        let mut at = now.max(state.pause_until).max(state.last_grant);
+        self.settle(&mut state, now);
+        let mut at = now.max(state.pause_until).max(state.tail_last_grant);
         for (i, rule) in self.rules.iter().enumerate() {
             if let (Some(rule), true) = (rule, costs[i] > 0) {
-                at = at.max(rule.due(state.tat[i], now, costs[i]));
+                at = at.max(rule.due(state.tail[i], now, costs[i]));
             }
         }
         if let Reservation::TooLong(wait) = decide(now, at, max_wait) {
@@ -365,25 +388,31 @@ impl Budgets {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(wait);
         }
-        for (i, rule) in self.rules.iter().enumerate() {
-            if let (Some(rule), true) = (rule, costs[i] > 0) {
-                state.tat[i] = rule.charge(state.tat[i], at, costs[i]);
-                state.charged[i] = state.charged[i].wrapping_add(costs[i]);
-            }
-        }
-        let prev_last_grant = state.last_grant;
-        state.last_grant = at;
-        state.last_charge_at = state.last_charge_at.max(at);
-        state.seq += 1;
-        let grant = Grant {
+        let mut grant = Grant {
             at,
             waited: at - now,
             amounts,
-            seq: state.seq,
-            prev_last_grant,
+            ticket: 0,
+            reserved_at: now,
             costs,
-            charged_after: state.charged,
+            charged_after: None,
         };
+        state.seq += 1;
+        if at <= now {
+            // Nobody waits (a waiter would be due after now): granted at once.
+            self.charge_granted(&mut state, &costs, at);
+            grant.charged_after = Some(state.charged);
+            state.tail = state.tat;
+            state.tail_last_grant = at;
+        } else {
+            grant.ticket = state.seq;
+            let waiting = Waiting {
+                costs,
+                settled: None,
+            };
+            state.waiting.push(grant.ticket, at, waiting);
+            self.charge_tail(&mut state, &costs, at);
+        }
         drop(state);
         // Before `granted`: a reader never sees more waits than grants.
         self.stats.waits.observe(grant.waited);
@@ -394,66 +423,115 @@ impl Budgets {
         Ok(grant)
     }
 
-    /// Undoes a grant whose holder never used it (a cancelled or
-    /// interrupted wait): every budget gets its cost back, as far as the
-    /// charges after it allow.
-    pub fn cancel(&self, grant: &Grant) {
+    /// Where a queued grant stands: still waiting until a time, or granted
+    /// (then `grant` learns its time; pass the baton to the ticket named).
+    pub fn look(&self, grant: &mut Grant) -> Check {
+        if grant.ticket == 0 {
+            return Check::Granted(None);
+        }
         let mut state = self.state.lock();
         let now = self.clock.now();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if let Some(rule) = rule {
-                give_back(
-                    rule,
-                    &mut state,
-                    i,
-                    grant.costs[i],
-                    grant.charged_after[i],
-                    now,
-                );
+        self.settle(&mut state, now);
+        let (check, waiter) = state.waiting.look(grant.ticket, now);
+        match (check, waiter) {
+            (Check::Waiting(due), _) => grant.at = due,
+            (Check::Granted(_), Some(waiter)) => {
+                grant.at = waiter.due;
+                grant.charged_after = waiter.data.settled;
+                grant.ticket = 0;
+            }
+            (Check::Granted(_), None) => {
+                // Forgotten by a reset: granted now.
+                grant.at = grant.at.min(now);
+                grant.ticket = 0;
             }
         }
-        if state.seq == grant.seq && state.last_grant == grant.at {
-            // Nobody queued behind it: the next request need not wait for it.
-            state.last_grant = grant.prev_last_grant;
+        grant.waited = grant.at.saturating_sub(grant.reserved_at);
+        check
+    }
+
+    /// Undoes a grant whose holder never used it (a cancelled or
+    /// interrupted wait): every budget gets its cost back, as far as the
+    /// charges after it allow, and the waiters behind move up. Returns the
+    /// ticket of a waiter to wake.
+    pub fn cancel(&self, grant: &Grant) -> Option<u64> {
+        let mut state = self.state.lock();
+        let now = self.clock.now();
+        self.settle(&mut state, now);
+        let mut charged_after = grant.charged_after;
+        if grant.ticket != 0 {
+            if let Some((waiter, _)) = state.waiting.remove(grant.ticket) {
+                charged_after = waiter.data.settled;
+            }
         }
+        if let Some(after) = charged_after {
+            for (i, rule) in self.rules.iter().enumerate() {
+                if let Some(rule) = rule {
+                    give_back(rule, &mut state, i, grant.costs[i], after[i], now);
+                }
+            }
+        }
+        let wake = self.refold(&mut state, now);
         drop(state);
         // Counted as cancelled, not granted; its wait was added at reserve.
         self.stats.granted.fetch_sub(1, Ordering::Relaxed);
         self.stats.waits.forget(grant.waited);
         self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .waited_ns
-            .fetch_sub(grant.waited.0, Ordering::Relaxed);
+        self.stats.waited_ns.fetch_sub(
+            grant
+                .waited
+                .0
+                .min(self.stats.waited_ns.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        wake
     }
 
     /// Charges or refunds the token budgets by the difference between the
     /// grant's amounts and `actual`, and records `actual` in the grant.
-    pub fn reconcile(&self, grant: &mut Grant, actual: Amounts) {
+    /// Returns the ticket of a waiter to wake (one that moved up).
+    pub fn reconcile(&self, grant: &mut Grant, actual: Amounts) -> Option<u64> {
         let mut state = self.state.lock();
         let now = self.clock.now();
+        self.settle(&mut state, now);
+        let queued = grant.ticket != 0
+            && state
+                .waiting
+                .get_mut(grant.ticket)
+                .is_some_and(|w| w.data.settled.is_none());
         for budget in [Budget::Tpm, Budget::Itpm, Budget::Otpm] {
             let i = budget as usize;
             let Some(rule) = &self.rules[i] else { continue };
             let cost = rule.cost(actual.units(budget));
             let old = grant.costs[i];
-            if cost > old {
+            if queued {
+                // Not granted yet: it simply asks for the new amount.
+                if let Some(w) = state.waiting.get_mut(grant.ticket) {
+                    w.data.costs[i] = cost;
+                }
+            } else if cost > old {
                 let extra = cost - old;
                 state.tat[i] = rule.charge(state.tat[i], now, extra);
                 state.charged[i] = state.charged[i].wrapping_add(extra);
                 state.last_charge_at = state.last_charge_at.max(now);
             } else if cost < old {
-                give_back(rule, &mut state, i, old - cost, grant.charged_after[i], now);
+                let after = grant.charged_after.unwrap_or(state.charged)[i];
+                give_back(rule, &mut state, i, old - cost, after, now);
             }
             grant.costs[i] = cost;
         }
         grant.amounts = actual;
+        self.refold(&mut state, now)
     }
 
     /// No grant before `seconds` from now; extends, never shortens, a pause.
+    /// Waiters due before its end wait for it too.
     pub fn pause(&self, seconds: Nanos) {
-        let until = self.clock.now() + seconds;
+        let now = self.clock.now();
         let mut state = self.state.lock();
-        state.pause_until = state.pause_until.max(until);
+        self.settle(&mut state, now);
+        state.pause_until = state.pause_until.max(now + seconds);
+        self.refold(&mut state, now);
     }
 
     /// Seconds of pause left (zero when not paused).
@@ -478,10 +556,9 @@ impl Budgets {
     /// server that refills at its reset ([`Refill::AtReset`], a fixed
     /// window) makes it wait for the whole reset.
     ///
-    /// Grants still in flight (granted here, not yet counted by the server)
-    /// are in our `tat` and not in `remaining`: taking the later of the two
-    /// counts them once, and the floor alone is never stricter than the
-    /// server.
+    /// Grants in flight (granted here, not yet counted by the server) are in
+    /// our `tat` and not in `remaining`: taking the later of the two counts
+    /// them once. Waiters are not granted yet: they are placed after it.
     pub fn adopt(&self, budget: Budget, server: ServerBudget) {
         let Some(rule) = self.rule(budget) else {
             return;
@@ -490,24 +567,104 @@ impl Budgets {
             return;
         };
         let mut state = self.state.lock();
-        let floor = self.clock.now() + floor_after;
+        let now = self.clock.now();
+        self.settle(&mut state, now);
         let i = budget as usize;
-        state.tat[i] = state.tat[i].max(floor);
+        state.tat[i] = state.tat[i].max(now + floor_after);
+        self.refold(&mut state, now);
     }
 
     /// Units of `budget` available now (negative while reservations wait).
     pub fn available(&self, budget: Budget) -> Option<f64> {
         let rule = self.rule(budget)?;
-        let tat = self.state.lock().tat[budget as usize];
+        let tat = self.state.lock().tail[budget as usize];
         Some(rule.available(tat, self.clock.now()))
     }
 
-    /// Back to full, unpaused.
-    pub fn reset(&self) {
+    /// Back to full, unpaused, forgetting every reservation: its waiters
+    /// are granted at once. Returns their tickets, to wake.
+    pub fn reset(&self) -> Vec<u64> {
         let mut state = self.state.lock();
-        let seq = state.seq;
-        *state = State::default();
-        state.seq = seq;
+        state.tat = [Nanos::ZERO; BUDGETS];
+        state.tail = [Nanos::ZERO; BUDGETS];
+        state.last_grant = Nanos::ZERO;
+        state.tail_last_grant = Nanos::ZERO;
+        state.pause_until = Nanos::ZERO;
+        state.waiting.clear()
+    }
+
+    /// Charges a grant at `at` to the granted state.
+    fn charge_granted(&self, state: &mut State, costs: &[u64; BUDGETS], at: Nanos) {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let (Some(rule), true) = (rule, costs[i] > 0) {
+                state.tat[i] = rule.charge(state.tat[i], at, costs[i]);
+                state.charged[i] = state.charged[i].wrapping_add(costs[i]);
+            }
+        }
+        state.last_grant = state.last_grant.max(at);
+        state.last_charge_at = state.last_charge_at.max(at);
+    }
+
+    /// Charges a waiter at `at` to the tail only.
+    fn charge_tail(&self, state: &mut State, costs: &[u64; BUDGETS], at: Nanos) {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let (Some(rule), true) = (rule, costs[i] > 0) {
+                state.tail[i] = rule.charge(state.tail[i], at, costs[i]);
+            }
+        }
+        state.tail_last_grant = at;
+    }
+
+    /// Moves the waiters whose time has come to the granted state.
+    fn settle(&self, state: &mut State, now: Nanos) {
+        let mut due = Vec::new();
+        for waiter in state.waiting.iter() {
+            if waiter.data.settled.is_some() {
+                continue;
+            }
+            if waiter.due > now {
+                break;
+            }
+            due.push((waiter.ticket, waiter.due, waiter.data.costs));
+        }
+        for (ticket, at, costs) in due {
+            self.charge_granted(state, &costs, at);
+            let after = state.charged;
+            if let Some(w) = state.waiting.get_mut(ticket) {
+                w.data.settled = Some(after);
+            }
+        }
+    }
+
+    /// Places the waiters again, in order, after the granted state (as if
+    /// each arrived now); returns the first one to wake (it moved up).
+    fn refold(&self, state: &mut State, now: Nanos) -> Option<u64> {
+        let mut tail = state.tat;
+        let mut last = state.last_grant;
+        let pause = state.pause_until;
+        for waiter in state.waiting.iter_mut() {
+            if waiter.data.settled.is_some() {
+                continue;
+            }
+            let costs = waiter.data.costs;
+            let mut at = now.max(pause).max(last);
+            for (i, rule) in self.rules.iter().enumerate() {
+                if let (Some(rule), true) = (rule, costs[i] > 0) {
+                    at = at.max(rule.due(tail[i], now, costs[i]));
+                }
+            }
+            for (i, rule) in self.rules.iter().enumerate() {
+                if let (Some(rule), true) = (rule, costs[i] > 0) {
+                    tail[i] = rule.charge(tail[i], at, costs[i]);
+                }
+            }
+            waiter.due = at;
+            last = at;
+        }
+        state.tail = tail;
+        state.tail_last_grant = last;
+        self.settle(state, now);
+        state.waiting.first_stale()
     }
 }
 
@@ -528,3 +685,7 @@ fn give_back(rule: &Gcra, state: &mut State, i: usize, cost: u64, charged_after:
 #[cfg(test)]
 #[path = "limiter_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "limiter_props.rs"]
+mod props;

@@ -83,14 +83,45 @@ fn cancelling_the_last_grant_restores_the_budget_and_the_queue() {
 }
 
 #[test]
-fn cancelling_a_grant_with_others_behind_it_never_stacks_grants() {
+fn cancelling_a_grant_with_others_behind_it_moves_them_up_in_order() {
     let (b, _) = budgets(&[(Budget::Rps, 1.0)]);
-    b.reserve(tokens(0.0), None).unwrap(); // now
+    let first = b.reserve(tokens(0.0), None).unwrap(); // now
     let a = b.reserve(tokens(0.0), None).unwrap(); // +1 s
-    let later = b.reserve(tokens(0.0), None).unwrap(); // +2 s
-    b.cancel(&a);
+    let mut later = b.reserve(tokens(0.0), None).unwrap(); // +2 s
+    assert_eq!(b.cancel(&a), Some(later.ticket));
+    assert_eq!(b.look(&mut later), Check::Waiting(first.at + Nanos(SECOND)));
     let next = b.reserve(tokens(0.0), None).unwrap();
-    assert!(next.at >= later.at + Nanos(SECOND));
+    assert_eq!(next.at, later.at + Nanos(SECOND));
+}
+
+#[test]
+fn a_reconcile_below_the_estimate_goes_to_the_waiters_first() {
+    // A 6-token budget: a newcomer must never get a queued waiter's time.
+    let (b, _) = budgets(&[(Budget::Tpm, 6.0)]);
+    let mut first = b.reserve(tokens(6.0), None).unwrap();
+    let mut waiter = b.reserve(tokens(6.0), None).unwrap();
+    assert_eq!(waiter.waited, Nanos(60 * SECOND));
+    let actual = first.amounts.reconciled(Some(0.0), None, None).unwrap();
+    assert_eq!(b.reconcile(&mut first, actual), Some(waiter.ticket));
+    assert_eq!(b.look(&mut waiter), Check::Granted(None));
+    assert_eq!(
+        b.reserve(tokens(1.0), None).unwrap().waited,
+        Nanos(10 * SECOND)
+    );
+}
+
+#[test]
+fn a_pause_holds_the_waiters_too() {
+    let (b, _) = budgets(&[(Budget::Rps, 10.0)]);
+    for _ in 0..10 {
+        b.reserve(tokens(0.0), None).unwrap();
+    }
+    let mut waiter = b.reserve(tokens(0.0), None).unwrap();
+    b.pause(Nanos(SECOND));
+    assert_eq!(
+        b.look(&mut waiter),
+        Check::Waiting(waiter.reserved_at + Nanos(SECOND))
+    );
 }
 
 #[test]

@@ -7,11 +7,12 @@ pub mod clock;
 pub mod gcra;
 pub mod limit;
 pub mod limiter;
+pub mod queue;
 pub mod semaphore;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, Nanos};
-pub use limit::{Limit, LimitError, Reservation};
+pub use limit::{Check, Limit, LimitError, Reservation};
 pub mod backoff;
 pub mod breaker;
 pub mod keyed;

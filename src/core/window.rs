@@ -200,8 +200,9 @@ impl Limit for SlidingWindow {
         Ok(outcome)
     }
 
-    fn cancel(&self, n: f64, due: Nanos) {
+    fn cancel(&self, n: f64, due: Nanos) -> Option<u64> {
         self.log.lock().remove(due, n, self.limit);
+        None
     }
 
     fn wait_time(&self, n: f64) -> Result<Nanos, LimitError> {
@@ -314,20 +315,17 @@ impl Limit for FixedWindow {
         Ok(outcome)
     }
 
-    fn cancel(&self, n: f64, due: Nanos) {
+    fn cancel(&self, n: f64, due: Nanos) -> Option<u64> {
         let index = self.index_of(due);
         let mut windows = self.windows.lock();
-        let Ok(position) = windows.binary_search_by(|&(i, _)| i.cmp(&index)) else {
-            return;
-        };
-        let Some(entry) = windows.get_mut(position) else {
-            return;
-        };
+        let position = windows.binary_search_by(|&(i, _)| i.cmp(&index)).ok()?;
+        let entry = windows.get_mut(position)?;
         entry.1 -= n.min(entry.1);
         if is_empty(entry.1, self.limit) {
             // An emptied last window lets the next waiter in earlier.
             windows.remove(position);
         }
+        None
     }
 
     fn wait_time(&self, n: f64) -> Result<Nanos, LimitError> {

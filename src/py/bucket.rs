@@ -6,7 +6,7 @@ use pyo3::types::PyType;
 
 use super::clock::clock_from;
 use super::errors::{check_positive, config_error, number, optional_number};
-use super::protocol::limit_pymethods;
+use super::protocol::{limit_pymethods, Wakers};
 
 /// A token bucket: starts full, refills at `rate` units/s up to `capacity`.
 ///
@@ -18,6 +18,7 @@ use super::protocol::limit_pymethods;
 #[pyclass(frozen, weakref, module = "ratekeeper", name = "TokenBucket")]
 pub struct TokenBucket {
     inner: gcra::TokenBucket,
+    wakers: Wakers,
 }
 
 impl TokenBucket {
@@ -43,7 +44,10 @@ limit_pymethods!(TokenBucket, {
     ) -> PyResult<Self> {
         let clock = clock_from(clock)?;
         let inner = gcra::TokenBucket::new(rate, capacity, clock).map_err(config_error)?;
-        Ok(TokenBucket { inner })
+        Ok(TokenBucket {
+            inner,
+            wakers: Wakers::default(),
+        })
     }
 
     /// `n` units per second, holding `burst` (default `n`).
@@ -100,25 +104,28 @@ limit_pymethods!(TokenBucket, {
         self.inner.available()
     }
 
-    /// Gives `n` units back, never above capacity.
+    /// Gives `n` units back, never above capacity. With reservations
+    /// waiting, they get the units first (they move up, in order).
     ///
     /// >>> bucket = TokenBucket(rate=1.0, capacity=5, clock=ManualClock())
     /// >>> bucket.try_acquire(5); bucket.refund(3); bucket.available
     /// True
     /// 3.0
-    fn refund(&self, n: f64) -> PyResult<()> {
-        self.inner.refund(check_positive("n", n)?);
+    fn refund(&self, py: Python<'_>, n: f64) -> PyResult<()> {
+        let behind = self.inner.refund(check_positive("n", n)?);
+        self.wakers.wake(py, behind);
         Ok(())
     }
 
-    /// Back to full.
+    /// Back to full, forgetting every reservation (its waiters go at once).
     ///
     /// >>> bucket = TokenBucket(rate=1.0, capacity=5, clock=ManualClock())
     /// >>> bucket.try_acquire(5); bucket.reset(); bucket.available
     /// True
     /// 5.0
-    fn reset(&self) {
-        self.inner.reset()
+    fn reset(&self, py: Python<'_>) {
+        let tickets = self.inner.reset();
+        self.wakers.wake_all(py, tickets);
     }
 
     /// Units added per second.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::clock::clock_from;
 use super::errors::{check_non_negative, check_timeout, config_error, rate_limit_timeout};
 use super::permit::Permit;
-use super::protocol::{self, SIGNAL_CHECK_INTERVAL};
+use super::protocol::{Wakers, SIGNAL_CHECK_INTERVAL};
 
 /// A parked thread waiting for a concurrency slot.
 #[derive(Default)]
@@ -54,6 +54,8 @@ pub(super) struct Shared {
     pub(super) budgets: Budgets,
     slots: Option<Semaphore<Waker>>,
     pub(super) in_flight: AtomicU64,
+    /// Async waiters' wake-ups, by grant ticket.
+    pub(super) wakers: Wakers,
     limits: [Option<f64>; BUDGETS],
     burst: Option<f64>,
 }
@@ -217,6 +219,7 @@ impl Limiter {
                 budgets,
                 slots,
                 in_flight: AtomicU64::new(0),
+                wakers: Wakers::default(),
                 limits,
                 burst,
             }),
@@ -328,11 +331,10 @@ impl Limiter {
             }
         }
         let permit = shared.reserve(py, amounts, timeout, slot_waited)?;
-        if permit.due == Nanos::ZERO {
+        if permit.ticket == 0 {
             return Ok(permit);
         }
-        protocol::wait_until(py, shared.budgets.clock(), permit.due)
-            .inspect_err(|_| permit.cancel(py))?;
+        permit.wait(py).inspect_err(|_| permit.cancel(py))?;
         Ok(permit)
     }
 
@@ -514,13 +516,15 @@ impl Limiter {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Every budget full again, no pause (counters and slots are kept).
+    /// Every budget full again, no pause, every reservation forgotten (its
+    /// waiters go at once); counters and slots are kept.
     ///
     /// >>> limiter = Limiter(tpm=1000, clock=ManualClock())
     /// >>> permit = limiter.acquire(tokens=400); limiter.reset(); limiter.available("tpm")
     /// 1000.0
-    fn reset(&self) {
-        self.shared.budgets.reset()
+    fn reset(&self, py: Python<'_>) {
+        let tickets = self.shared.budgets.reset();
+        self.shared.wakers.wake_all(py, tickets);
     }
 
     /// The cap on permits held at once; `None` when uncapped.

@@ -3,7 +3,7 @@
 //! token budgets with `reconcile` once the real usage is known.
 
 use crate::core::limiter::Grant;
-use crate::core::Nanos;
+use crate::core::{Check, Clock};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::errors::config_error;
 use super::limiter::Shared;
-use super::protocol;
+use super::protocol::SIGNAL_CHECK_INTERVAL;
 
 /// A granted request: releases its concurrency slot on exit (or `release()`);
 /// `reconcile(actual_tokens)` settles the token budgets once usage is known.
@@ -22,8 +22,9 @@ use super::protocol;
 pub struct Permit {
     shared: Arc<Shared>,
     grant: Mutex<Grant>,
-    waited: f64,
-    pub(super) due: Nanos,
+    slot_waited: f64,
+    /// Its ticket among the limiter's waiters; 0 when granted at once.
+    pub(super) ticket: u64,
     released: AtomicBool,
 }
 
@@ -31,15 +32,33 @@ impl Permit {
     pub(super) fn new(shared: Arc<Shared>, grant: Grant, slot_waited: f64) -> Permit {
         Permit {
             shared,
-            waited: grant.waited.as_secs_f64() + slot_waited,
-            due: if grant.waited > Nanos::ZERO {
-                grant.at
-            } else {
-                Nanos::ZERO
-            },
+            slot_waited,
+            ticket: grant.ticket,
             grant: Mutex::new(grant),
             released: AtomicBool::new(false),
         }
+    }
+
+    /// Where its grant stands; once granted, wakes the waiter behind it if
+    /// that one moved up.
+    fn look(&self, py: Python<'_>) -> Check {
+        let check = self.shared.budgets.look(&mut self.grant.lock());
+        if let Check::Granted(behind) = check {
+            self.shared.wakers.forget(self.ticket);
+            self.shared.wakers.wake(py, behind);
+        }
+        check
+    }
+
+    /// Sleeps (GIL released) until granted, reading the grant time again
+    /// after each slice: a waiter ahead that gives back moves it up.
+    pub(super) fn wait(&self, py: Python<'_>) -> PyResult<()> {
+        let clock = self.shared.budgets.clock();
+        while let Check::Waiting(due) = self.look(py) {
+            py.detach(|| clock.sleep_until(due, SIGNAL_CHECK_INTERVAL));
+            py.check_signals()?;
+        }
+        Ok(())
     }
 
     /// Releases the slot once; `true` if this call did it.
@@ -55,7 +74,9 @@ impl Permit {
     /// Undoes a permit whose waiter gave up before using it.
     pub(super) fn cancel(&self, py: Python<'_>) {
         if self.release_once(py) {
-            self.shared.budgets.cancel(&self.grant.lock());
+            self.shared.wakers.forget(self.ticket);
+            let behind = self.shared.budgets.cancel(&self.grant.lock());
+            self.shared.wakers.wake(py, behind);
         }
     }
 }
@@ -89,6 +110,7 @@ impl Permit {
     #[pyo3(signature = (actual_tokens=None, *, input_tokens=None, output_tokens=None))]
     fn reconcile(
         &self,
+        py: Python<'_>,
         actual_tokens: Option<f64>,
         input_tokens: Option<f64>,
         output_tokens: Option<f64>,
@@ -98,7 +120,10 @@ impl Permit {
             .amounts
             .reconciled(actual_tokens, input_tokens, output_tokens)
             .map_err(config_error)?;
-        self.shared.budgets.reconcile(&mut grant, actual);
+        let behind = self.shared.budgets.reconcile(&mut grant, actual);
+        drop(grant);
+        // Units given back go to the waiters first: wake the one that moved up.
+        self.shared.wakers.wake(py, behind);
         Ok(())
     }
 
@@ -135,7 +160,7 @@ impl Permit {
     /// 0.0
     #[getter]
     fn waited(&self) -> f64 {
-        self.waited
+        self.grant.lock().waited.as_secs_f64() + self.slot_waited
     }
 
     /// Whether the concurrency slot has been given back.
@@ -147,16 +172,31 @@ impl Permit {
         self.released.load(Ordering::Acquire)
     }
 
-    /// The grant time in clock nanoseconds; 0 when granted at once.
+    /// The grant time in clock nanoseconds while it waits; 0 when granted
+    /// at once (the `_waiting` protocol passes it back to `_until`).
     #[getter]
     fn _due(&self) -> u64 {
-        self.due.0
+        if self.ticket == 0 {
+            return 0;
+        }
+        self.grant.lock().at.0
     }
 
-    /// Seconds left until `due` (the `_waiting` protocol); a manual clock
-    /// is advanced instead.
-    fn _until(&self, due: u64) -> f64 {
-        protocol::until(self.shared.budgets.clock(), Nanos(due))
+    /// Seconds left until granted (the `_waiting` protocol); 0 once it is.
+    /// A manual clock is advanced instead.
+    fn _until(&self, py: Python<'_>, _ticket: u64) -> f64 {
+        loop {
+            match (self.look(py), self.shared.budgets.clock()) {
+                (Check::Granted(_), _) => return 0.0,
+                (Check::Waiting(due), Clock::Manual(manual)) => manual.advance_to(due),
+                (Check::Waiting(due), clock) => return (due - clock.now()).as_secs_f64(),
+            }
+        }
+    }
+
+    /// `callback()` wakes this waiter when one ahead gives back.
+    fn _wake_on(&self, _ticket: u64, callback: Py<PyAny>) {
+        self.shared.wakers.set(self.ticket, callback);
     }
 
     /// Gives everything back (the `_waiting` protocol, on cancellation).
@@ -179,7 +219,7 @@ impl Permit {
         format!(
             "Permit(tokens={:?}, waited={:.6}, released={})",
             grant.amounts.total,
-            self.waited,
+            grant.waited.as_secs_f64() + self.slot_waited,
             if self.released() { "True" } else { "False" }
         )
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::limiter::{Refill, ServerBudget};
+use crate::core::redis::store::redact;
 use crate::core::redis::{script, Budget, Decision, OnError, SharedGcra, Store, Target};
 use crate::core::Nanos;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -39,7 +40,7 @@ impl RedisBackend {
         let on_error = OnError::parse(on_error).map_err(config_error)?;
         let timeout = Duration::from_secs_f64(check_positive("timeout", timeout)?.min(3600.0));
         let (target, shown) = if let Ok(text) = url.extract::<String>() {
-            let shown = format!("'{text}'");
+            let shown = format!("'{}'", redact(&text));
             if cluster {
                 (Target::Cluster(vec![text]), shown)
             } else {
@@ -54,7 +55,7 @@ impl RedisBackend {
                     "url: the list of cluster nodes is empty",
                 ));
             }
-            let quoted: Vec<String> = nodes.iter().map(|n| format!("'{n}'")).collect();
+            let quoted: Vec<String> = nodes.iter().map(|n| format!("'{}'", redact(n))).collect();
             let shown = format!("[{}]", quoted.join(", "));
             (Target::Cluster(nodes), shown)
         } else {
@@ -141,12 +142,18 @@ impl RedisBackend {
         self.on_error
     }
 
-    /// Budgets `(name, rate, capacity)` of the limiter `key` on this backend.
-    pub fn shared(&self, key: &str, budgets: &[(&str, f64, f64)]) -> PyResult<SharedGcra> {
+    /// Budgets `(name, rate, capacity)` of the limiter `key` of `kind` on
+    /// this backend (see `script::key`).
+    pub fn shared(
+        &self,
+        kind: &str,
+        key: &str,
+        budgets: &[(&str, f64, f64)],
+    ) -> PyResult<SharedGcra> {
         let budgets = budgets
             .iter()
             .map(|&(name, rate, capacity)| {
-                Budget::new(script::key(&self.prefix, key, name), rate, capacity)
+                Budget::new(script::key(&self.prefix, kind, key, name), rate, capacity)
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(config_error)?;
@@ -171,15 +178,30 @@ pub struct RedisTokenBucket {
 
 #[pymethods]
 impl RedisTokenBucket {
+    /// `_kind` is for ratekeeper's own buckets: `"keyed"` (a Redis-backed
+    /// `KeyedLimiter`'s keys) and `"asgi"` (the middleware's clients) store
+    /// `key`, a client identity, hashed.
     #[new]
-    #[pyo3(signature = (backend, key, rate, capacity))]
+    #[pyo3(signature = (backend, key, rate, capacity, *, _kind="bucket"))]
     fn new(
         backend: Bound<'_, RedisBackend>,
         key: String,
         rate: f64,
         capacity: f64,
+        _kind: &str,
     ) -> PyResult<Self> {
-        let shared = backend.get().shared(&key, &[("bucket", rate, capacity)])?;
+        let key = match _kind {
+            "bucket" => key,
+            "keyed" | "asgi" => script::hashed(&key),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "_kind must be 'bucket', 'keyed' or 'asgi', got {other:?}"
+                )))
+            }
+        };
+        let shared = backend
+            .get()
+            .shared(_kind, &key, &[("bucket", rate, capacity)])?;
         Ok(RedisTokenBucket {
             shared: Arc::new(shared),
             backend: backend.unbind(),
@@ -244,7 +266,7 @@ impl RedisTokenBucket {
         ops::check_into(&self.shared, vec![n], call_soon_threadsafe, resolve, future)
     }
 
-    fn _cancel(&self, n: f64, source: u8) {
+    fn _cancel(&self, n: f64, source: u64) {
         ops::cancel(&self.shared, vec![n], source)
     }
 
@@ -421,8 +443,13 @@ impl RedisBudgets {
             .iter()
             .map(|(name, rate, cap)| (name.as_str(), *rate, *cap))
             .collect();
-        let pause_key = script::key(&backend.get().prefix, &key, script::PAUSE);
-        let shared = backend.get().shared(&key, &named)?.with_pause(pause_key);
+        let prefix = &backend.get().prefix;
+        let pause_key = script::key(prefix, "limiter", &key, script::PAUSE);
+        let last_key = script::key(prefix, "limiter", &key, script::LAST);
+        let shared = backend
+            .get()
+            .shared("limiter", &key, &named)?
+            .with_pause(pause_key, last_key);
         Ok(RedisBudgets {
             shared: Arc::new(shared),
             key,
@@ -490,7 +517,7 @@ impl RedisBudgets {
         )
     }
 
-    fn _cancel(&self, amounts: Vec<f64>, source: u8) {
+    fn _cancel(&self, amounts: Vec<f64>, source: u64) {
         ops::cancel(&self.shared, amounts, source)
     }
 
@@ -504,7 +531,7 @@ impl RedisBudgets {
         py: Python<'_>,
         amounts: Vec<f64>,
         timeout: Option<f64>,
-    ) -> PyResult<(bool, f64, u8)> {
+    ) -> PyResult<(bool, f64, u64)> {
         let amounts = self.amounts(amounts)?;
         let max_wait = check_max_wait(timeout)?;
         Ok(
@@ -518,8 +545,9 @@ impl RedisBudgets {
         )
     }
 
-    /// Gives back amounts granted by `source` (0 Redis, 1 local, 2 open).
-    fn _refund(&self, py: Python<'_>, amounts: Vec<f64>, source: u8) -> PyResult<()> {
+    /// Gives back amounts granted by `source` (1 local, 2 open, else Redis
+    /// with the reservation's ticket times 4).
+    fn _refund(&self, py: Python<'_>, amounts: Vec<f64>, source: u64) -> PyResult<()> {
         let amounts = self.amounts(amounts)?;
         let shared = &self.shared;
         let event = py.detach(|| {

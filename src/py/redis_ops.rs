@@ -62,17 +62,19 @@ pub fn denied(py: Python<'_>) -> PyErr {
     )
 }
 
-pub fn source_code(source: Source) -> u8 {
+/// A grant's source as one int for Python: 1 local, 2 open, else Redis
+/// with its reservation's ticket times 4 (so `!= 2` still means "limited").
+pub fn source_code(source: Source) -> u64 {
     match source {
-        Source::Redis => 0,
+        Source::Redis(ticket) => ticket.saturating_mul(4),
         Source::Local => 1,
         Source::Open => 2,
     }
 }
 
-pub fn source_from(code: u8) -> Source {
-    match code {
-        0 => Source::Redis,
+pub fn source_from(code: u64) -> Source {
+    match code % 4 {
+        0 => Source::Redis(code / 4),
         1 => Source::Local,
         _ => Source::Open,
     }
@@ -134,14 +136,27 @@ pub fn refund(py: Python<'_>, shared: &SharedGcra, amounts: &[f64]) {
     let event = py.detach(|| {
         shared
             .store()
-            .block_on(shared.refund(amounts, Source::Redis))
+            .block_on(shared.refund(amounts, Source::Redis(0)))
     });
     log_event(py, &event, shared.on_error());
 }
 
+/// Back to full. While Redis is unreachable, `on_error` decides as for any
+/// call: the in-process stand-ins are reset (`"local"`), nothing more is
+/// needed (`"allow"`), or it raises `RateLimitError` (`"deny"`).
 pub fn reset(py: Python<'_>, shared: &SharedGcra) -> PyResult<()> {
-    py.detach(|| shared.store().block_on(shared.reset()))
-        .map_err(|err| rate_limit_error(py, format!("could not reset the shared limit: {}", err.0)))
+    let Err(err) = py.detach(|| shared.store().block_on(shared.reset())) else {
+        return Ok(());
+    };
+    let message = format!("could not reset the shared limit: {}", err.0);
+    if shared.on_error() == OnError::Deny {
+        return Err(rate_limit_error(py, message));
+    }
+    let _ = py
+        .import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("ratekeeper",)))
+        .and_then(|logger| logger.call_method1("warning", (message,)));
+    Ok(())
 }
 
 /// Hands `value` (or the exception) to `resolve(future, value)` on the
@@ -187,7 +202,7 @@ pub fn reserve_into(
                         }
                         // Below -1.0 by the wait it would have needed.
                         Decision::Refused { wait } => {
-                            to_object(py, (-1.0 - wait.as_secs_f64(), 0u8))
+                            to_object(py, (-1.0 - wait.as_secs_f64(), 0u64))
                         }
                         Decision::Denied => Err(denied(py)),
                     }
@@ -236,7 +251,7 @@ pub fn check_into(
 }
 
 /// Gives back a reservation an async waiter abandoned (in the background).
-pub fn cancel(shared: &Arc<SharedGcra>, amounts: Vec<f64>, source: u8) {
+pub fn cancel(shared: &Arc<SharedGcra>, amounts: Vec<f64>, source: u64) {
     let owned = shared.clone();
     shared.store().runtime().spawn(async move {
         owned.refund(&amounts, source_from(source)).await;

@@ -48,7 +48,7 @@ impl RedisSlidingWindow {
         window: f64,
     ) -> PyResult<Self> {
         let backend = backend.get();
-        let redis_key = script::key(backend.prefix_str(), &key, "window");
+        let redis_key = script::key(backend.prefix_str(), "window", &key, "window");
         let shared = SharedWindow::new(
             backend.store().clone(),
             backend.on_error_mode(),

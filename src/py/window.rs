@@ -19,6 +19,7 @@ macro_rules! window_class {
         #[pyclass(frozen, weakref, module = "ratekeeper")]
         pub struct $name {
             inner: $core,
+            wakers: super::protocol::Wakers,
         }
 
         limit_pymethods!($name, {
@@ -31,7 +32,10 @@ macro_rules! window_class {
             ) -> PyResult<Self> {
                 let clock = clock_from(clock)?;
                 let inner = <$core>::new(limit, window, clock).map_err(config_error)?;
-                Ok($name { inner })
+                Ok($name {
+                    inner,
+                    wakers: Default::default(),
+                })
             }
 
             /// Forgets every grant and reservation.

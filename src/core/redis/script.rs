@@ -17,7 +17,9 @@ use crate::core::gcra::Gcra;
 use crate::core::Nanos;
 
 /// The script. `KEYS`: one state key per budget, then optionally a pause
-/// key (present when `KEYS` has one more entry than there are budgets).
+/// key and a last-grant key (a `Limiter`'s), then optionally the key that
+/// numbers waiting reservations (`acquire` replies a third value, the
+/// reservation's ticket; `cancel` mode takes it in place of the max wait).
 /// `ARGV`: mode (`acquire`, `peek`, `refund`, `adopt` or `pause`), the
 /// longest acceptable wait in µs (-1: any; in `pause` mode the pause), a
 /// fixed `now` in µs for tests (empty: the server's `TIME`), then `cost`
@@ -26,84 +28,16 @@ use crate::core::Nanos;
 ///
 /// The pause key holds the server time (µs) before which nothing is
 /// granted: `acquire` and `peek` treat it as the earliest grant time.
+/// `acquire` charges every budget at the common grant time (as
+/// `core::limiter::Budgets` does); `refund` leaves alone a budget that has
+/// reservations waiting (more than a full bucket ahead of now).
 ///
 /// Replies `{wait, ahead, ...}`: `wait` is how long until the units are
 /// due (0: now; -1 in `acquire` mode: refused, nothing taken, and `ahead`
 /// is then the wait that would have been needed), `ahead` is how far the
 /// first budget's `tat` runs ahead of now afterwards (0: full). `peek` adds
 /// the `ahead` of every budget, then the pause left.
-pub const GCRA_SCRIPT: &str = r#"
-local now
-if ARGV[3] ~= '' then
-  now = tonumber(ARGV[3])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local mode = ARGV[1]
-local budgets = (#ARGV - 3) / 2
-local pause_key = KEYS[budgets + 1]
-local function store(key, tat)
-  if tat <= now then
-    redis.call('DEL', key)
-  elseif ARGV[3] ~= '' then
-    redis.call('SET', key, string.format('%.0f', tat))
-  else
-    -- The key lives until its bucket is full again: memory follows active keys.
-    redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-  end
-end
-if mode == 'pause' then
-  local until_ = now + tonumber(ARGV[2])
-  local old = tonumber(redis.call('GET', pause_key) or 0) or 0
-  if until_ > old then store(pause_key, until_) end
-  return {0, 0}
-end
-local tats = {}
-local due = now
-local paused = 0
-if pause_key then
-  paused = tonumber(redis.call('GET', pause_key) or 0) or 0
-  if paused > due then due = paused end
-end
-for i = 1, budgets do
-  local tat = tonumber(redis.call('GET', KEYS[i]) or 0) or 0
-  if tat < now then tat = now end
-  tats[i] = tat
-  local d = tat + tonumber(ARGV[2 + 2 * i]) - tonumber(ARGV[3 + 2 * i])
-  if d > due then due = d end
-end
-if mode == 'peek' then
-  local reply = {due - now, tats[1] - now}
-  for i = 1, budgets do reply[#reply + 1] = tats[i] - now end
-  reply[#reply + 1] = math.max(paused - now, 0)
-  return reply
-end
-if mode == 'adopt' then
-  for i = 1, budgets do
-    local floor = tonumber(ARGV[2 + 2 * i])
-    if floor >= 0 and now + floor > tats[i] then store(KEYS[i], now + floor) end
-  end
-  return {0, 0}
-end
-if mode == 'refund' then
-  for i = 1, budgets do
-    local tat = tats[i] - tonumber(ARGV[2 + 2 * i])
-    if tat < now then tat = now end
-    store(KEYS[i], tat)
-  end
-  return {0, math.max(tats[1] - tonumber(ARGV[4]), now) - now}
-end
-local max_wait = tonumber(ARGV[2])
-if max_wait >= 0 and due - now > max_wait then
-  return {-1, due - now}
-end
-for i = 1, budgets do
-  tats[i] = tats[i] + tonumber(ARGV[2 + 2 * i])
-  store(KEYS[i], tats[i])
-end
-return {due - now, tats[1] - now}
-"#;
+pub const GCRA_SCRIPT: &str = include_str!("gcra.lua");
 
 /// What the script is asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +48,8 @@ pub enum Mode {
     Peek,
     /// Give the units back, never above capacity.
     Refund,
+    /// Give a reservation back (its ticket in place of the max wait).
+    Cancel,
     /// Raise each budget's state to at least a floor (never lower it).
     Adopt,
     /// Grant nothing until the given time from now (never shortens a pause).
@@ -126,6 +62,7 @@ impl Mode {
             Mode::Acquire => "acquire",
             Mode::Peek => "peek",
             Mode::Refund => "refund",
+            Mode::Cancel => "cancel",
             Mode::Adopt => "adopt",
             Mode::Pause => "pause",
         }
@@ -159,8 +96,13 @@ impl Charge {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reply {
     /// Granted (`wait` zero) or reserved for `wait` from now; `ahead` is how
-    /// far the first budget's state runs ahead of now after the charge.
-    Granted { wait: Nanos, ahead: Nanos },
+    /// far the first budget's state runs ahead of now after the charge;
+    /// `ticket` numbers a reservation that waits (0: none), for its cancel.
+    Granted {
+        wait: Nanos,
+        ahead: Nanos,
+        ticket: u64,
+    },
     /// Refused without taking anything: the wait would have been `wait`.
     Refused { wait: Nanos },
 }
@@ -173,9 +115,10 @@ impl Reply {
             [-1, wait, ..] => Some(Reply::Refused {
                 wait: to_nanos(wait),
             }),
-            [wait, ahead, ..] if wait >= 0 => Some(Reply::Granted {
+            [wait, ahead, ref rest @ ..] if wait >= 0 => Some(Reply::Granted {
                 wait: to_nanos(wait),
                 ahead: to_nanos(ahead),
+                ticket: rest.first().map_or(0, |&t| t.max(0) as u64),
             }),
             _ => None,
         }
@@ -215,11 +158,29 @@ pub fn arguments(
 /// The name of a limiter's pause key (beside its budgets, same hash tag).
 pub const PAUSE: &str = "pause";
 
-/// The Redis key of one budget: `{prefix:name}:budget`. The hash tag (the
-/// part in braces) is the same for every budget of one limiter, so a Redis
-/// Cluster keeps them on one slot and one script can touch them all.
-pub fn key(prefix: &str, name: &str, budget: &str) -> String {
-    format!("{{{prefix}:{name}}}:{budget}")
+/// The name of a limiter's last-grant key (beside its budgets).
+pub const LAST: &str = "last";
+
+/// The name of the key numbering a limiter's waiting reservations.
+pub const SEQ: &str = "seq";
+
+/// The Redis key of one budget: `prefix:{kind:name}:budget`. Every key
+/// starts with the prefix (so a Redis ACL key pattern `prefix:*` covers
+/// them); `kind` (`bucket`, `limiter`, `keyed`, `asgi`, `window`) keeps
+/// kinds from colliding; the hash tag (in braces) is the same for every
+/// budget of one limiter, so a Redis Cluster keeps them on one slot and one
+/// script can touch them all.
+pub fn key(prefix: &str, kind: &str, name: &str, budget: &str) -> String {
+    format!("{prefix}:{{{kind}:{name}}}:{budget}")
+}
+
+/// A client identity (a keyed limiter's key, an ASGI client: often an API
+/// key) as it is stored in Redis: never in clear. The first 128 bits of its
+/// SHA-256, in hex: a collision between two identities needs ~2^64 of them.
+pub fn hashed(identity: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(identity.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -242,7 +203,8 @@ mod tests {
             Reply::decode(&[0, 5]),
             Some(Reply::Granted {
                 wait: Nanos::ZERO,
-                ahead: Nanos(5000)
+                ahead: Nanos(5000),
+                ticket: 0,
             })
         );
         assert_eq!(
@@ -271,7 +233,19 @@ mod tests {
     }
 
     #[test]
-    fn keys_share_one_hash_tag_per_limiter() {
-        assert_eq!(key("rk", "team-a", "rpm"), "{rk:team-a}:rpm");
+    fn keys_start_with_the_prefix_and_name_their_kind() {
+        assert_eq!(
+            key("rk", "limiter", "team-a", "rpm"),
+            "rk:{limiter:team-a}:rpm"
+        );
+        assert_ne!(key("rk", "bucket", "x", "b"), key("rk", "keyed", "x", "b"));
+        let id = hashed("sk-secret");
+        assert_eq!(id.len(), 32);
+        assert!(!id.contains("secret"));
+        assert_ne!(id, hashed("sk-secreT"));
     }
 }
+
+#[cfg(test)]
+#[path = "script_props.rs"]
+mod props;

@@ -49,7 +49,8 @@ impl OnError {
 /// Who granted units, so that giving them back goes to the same place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
-    Redis,
+    /// Redis, with the reservation's ticket (0: granted at once).
+    Redis(u64),
     Local,
     /// Granted without limiting (`on_error="allow"` during an outage).
     Open,
@@ -108,7 +109,12 @@ pub struct SharedGcra {
 
 impl SharedGcra {
     pub fn new(store: Arc<Store>, on_error: OnError, budgets: Vec<Budget>) -> SharedGcra {
-        let keys = budgets.iter().map(|b| b.key.clone()).collect();
+        let mut keys: Vec<String> = budgets.iter().map(|b| b.key.clone()).collect();
+        // The tickets' counter, under the same hash tag as the first budget.
+        if let Some(tag_end) = keys.first().and_then(|k| k.rfind("}:")) {
+            let seq = format!("{}:{}", &keys[0][..=tag_end], super::script::SEQ);
+            keys.push(seq);
+        }
         SharedGcra {
             store,
             on_error,
@@ -117,15 +123,19 @@ impl SharedGcra {
         }
     }
 
-    /// Adds a pause key (same hash tag as the budgets): while it holds a
-    /// time in the future, nothing is granted (`pause`).
-    pub fn with_pause(mut self, key: String) -> SharedGcra {
-        self.keys.push(key);
+    /// Adds a pause key and a last-grant key (same hash tag as the
+    /// budgets): while the pause key holds a time in the future, nothing is
+    /// granted (`pause`); nothing is granted before the last grant (FIFO
+    /// across budgets, as `core::limiter::Budgets`).
+    pub fn with_pause(mut self, pause: String, last: String) -> SharedGcra {
+        let at = self.budgets.len();
+        self.keys.insert(at, last);
+        self.keys.insert(at, pause);
         self
     }
 
     fn has_pause(&self) -> bool {
-        self.keys.len() > self.budgets.len()
+        self.keys.len() >= self.budgets.len() + 2
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -219,13 +229,17 @@ impl SharedGcra {
     ) -> Decision {
         match reply {
             Some(Reply::Refused { wait }) => Decision::Refused { wait },
-            Some(Reply::Granted { wait, ahead }) => {
+            Some(Reply::Granted {
+                wait,
+                ahead,
+                ticket,
+            }) => {
                 let first = &self.budgets[0].rule;
                 Decision::Granted {
                     wait,
                     remaining: first.available(ahead, Nanos::ZERO),
                     full_in: ahead,
-                    source: Source::Redis,
+                    source: Source::Redis(ticket),
                 }
             }
             None => self.fallback(amounts, max_wait),
@@ -248,9 +262,16 @@ impl SharedGcra {
     }
 
     /// Gives `amounts` back to whoever granted them; never above capacity.
+    /// On Redis, a budget with reservations waiting keeps them, unless this
+    /// is the latest reservation (its ticket still the last one given).
     pub async fn refund(&self, amounts: &[f64], source: Source) -> Event {
         match source {
-            Source::Redis => self.call(Mode::Refund, amounts, None, None).await.1,
+            Source::Redis(0) => self.call(Mode::Refund, amounts, None, None).await.1,
+            Source::Redis(ticket) => {
+                let mut args = arguments(Mode::Cancel, None, None, &self.charges(amounts));
+                args[1] = ticket.to_string();
+                self.store.eval(&self.keys, &args).await.1
+            }
             Source::Local => {
                 for (budget, &n) in self.budgets.iter().zip(amounts) {
                     if n > 0.0 {

@@ -75,20 +75,95 @@ pub struct Store {
     next_probe: AtomicU64,
 }
 
+/// `url` with its password (the part of the userinfo after `:`) shown as
+/// `***`: the form a URL may take in a repr or an error message.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let shown = match userinfo.find(':') {
+        Some(colon) => format!("{}:***", &userinfo[..colon]),
+        None if userinfo.is_empty() => String::new(),
+        // redis://secret@host: a lone userinfo is the password.
+        None => "***".to_owned(),
+    };
+    format!("{}{shown}{}", &url[..scheme_end], &rest[at..])
+}
+
+/// Whether a call failed because its connection was closed under it (not a
+/// timeout, not a refused connection): worth one retry on a new one.
+fn is_dropped(err: &::redis::RedisError) -> bool {
+    !err.is_timeout() && (err.is_connection_dropped() || err.is_unrecoverable_error())
+}
+
+/// The time left until `deadline`, or `Unavailable` once it has passed.
+fn left_until(deadline: Instant) -> Result<Duration, Unavailable> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Unavailable(
+            "no answer from Redis within the timeout".into(),
+        ));
+    }
+    Ok(left)
+}
+
+/// Runs `script` on a blocking connection, reading and writing by `deadline`.
+fn invoke_blocking(
+    connection: &mut BlockingConnection,
+    script: &Script,
+    keys: &[String],
+    args: &[String],
+    deadline: Instant,
+) -> ::redis::RedisResult<Vec<i64>> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    for arg in args {
+        invocation.arg(arg);
+    }
+    match connection {
+        BlockingConnection::Single(conn) => {
+            let left = left_until(deadline).map_err(|e| {
+                ::redis::RedisError::from((::redis::ErrorKind::Io, "timed out", e.0))
+            })?;
+            conn.set_read_timeout(Some(left))?;
+            conn.set_write_timeout(Some(left))?;
+            invocation.invoke(conn)
+        }
+        BlockingConnection::Cluster(conn) => invocation.invoke(conn),
+    }
+}
+
 impl Store {
     /// Checks the address and prepares the client; connects on first use,
     /// so that a backend can be made while Redis is still down.
     pub fn new(target: Target, timeout: Duration, runtime: Handle) -> Result<Store, String> {
         let client = match &target {
-            Target::Single(url) => Client::open(url.as_str())
+            Target::Single(url) => ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .and_then(|info| {
+                    // No `CLIENT SETINFO` on connect: a stuck server would hold
+                    // each of its replies for a whole timeout.
+                    let redis = info.redis_settings().clone().set_skip_set_lib_name();
+                    Client::open(info.set_redis_settings(redis))
+                })
                 .map(Client_::Single)
-                .map_err(|err| format!("url: not a Redis URL ({url:?}): {err}"))?,
+                .map_err(|err| format!("url: not a Redis URL ({:?}): {err}", redact(url)))?,
             Target::Cluster(nodes) => ClusterClient::builder(nodes.iter().map(String::as_str))
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
                 .build()
                 .map(Client_::Cluster)
-                .map_err(|err| format!("url: not a list of Redis node URLs ({nodes:?}): {err}"))?,
+                .map_err(|err| {
+                    let shown: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
+                    format!("url: not a list of Redis node URLs ({shown:?}): {err}")
+                })?,
         };
         Ok(Store {
             runtime,
@@ -247,27 +322,31 @@ impl Store {
         (result, event)
     }
 
+    /// One call on a pooled connection, or a new one. A pooled connection
+    /// that Redis closed while idle (a restart, `CLIENT KILL`, its idle
+    /// `timeout`) fails at once; that is not an outage: the pool is emptied
+    /// (its other connections went the same way) and the call is retried
+    /// once on a new connection. The whole call, connecting included, ends
+    /// by one `timeout`.
     fn run_blocking(
         &self,
         script: &Script,
         keys: &[String],
         args: &[String],
     ) -> Result<Vec<i64>, Unavailable> {
+        let deadline = Instant::now() + self.timeout;
         let pooled = self.pool.lock().pop();
-        let mut connection = match pooled {
-            Some(connection) => connection,
-            None => self.connect_blocking()?,
+        let (mut connection, fresh) = match pooled {
+            Some(connection) => (connection, false),
+            None => (self.connect_blocking(deadline)?, true),
         };
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        for arg in args {
-            invocation.arg(arg);
-        }
-        let reply = match &mut connection {
-            BlockingConnection::Single(conn) => invocation.invoke(conn),
-            BlockingConnection::Cluster(conn) => invocation.invoke(conn),
+        let reply = match invoke_blocking(&mut connection, script, keys, args, deadline) {
+            Err(err) if !fresh && is_dropped(&err) => {
+                self.pool.lock().clear();
+                connection = self.connect_blocking(deadline)?;
+                invoke_blocking(&mut connection, script, keys, args, deadline)
+            }
+            reply => reply,
         };
         match reply {
             Ok(value) => {
@@ -280,19 +359,14 @@ impl Store {
         }
     }
 
-    fn connect_blocking(&self) -> Result<BlockingConnection, Unavailable> {
+    fn connect_blocking(&self, deadline: Instant) -> Result<BlockingConnection, Unavailable> {
         let unavailable = |err: ::redis::RedisError| Unavailable(err.to_string());
+        let left = left_until(deadline)?;
         match &self.client {
-            Client_::Single(client) => {
-                let conn = client
-                    .get_connection_with_timeout(self.timeout)
-                    .map_err(unavailable)?;
-                conn.set_read_timeout(Some(self.timeout))
-                    .map_err(unavailable)?;
-                conn.set_write_timeout(Some(self.timeout))
-                    .map_err(unavailable)?;
-                Ok(BlockingConnection::Single(conn))
-            }
+            Client_::Single(client) => client
+                .get_connection_with_timeout(left)
+                .map(BlockingConnection::Single)
+                .map_err(unavailable),
             Client_::Cluster(client) => client
                 .get_connection()
                 .map(BlockingConnection::Cluster)
@@ -316,10 +390,19 @@ impl Store {
         for arg in args {
             invocation.arg(arg);
         }
-        let reply = match &mut connection {
+        let mut reply = match &mut connection {
             Connection::Single(manager) => invocation.invoke_async(manager).await,
             Connection::Cluster(cluster) => invocation.invoke_async(cluster).await,
         };
+        if matches!(&reply, Err(err) if is_dropped(err)) {
+            // Redis closed the connection while it was idle: the manager
+            // reconnects on the next command. One retry, not an outage (the
+            // caller's timeout still bounds both).
+            reply = match &mut connection {
+                Connection::Single(manager) => invocation.invoke_async(manager).await,
+                Connection::Cluster(cluster) => invocation.invoke_async(cluster).await,
+            };
+        }
         reply.map_err(|err| Unavailable(err.to_string()))
     }
 
@@ -376,5 +459,19 @@ impl Store {
     /// outside it (the caller has released the GIL).
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(redact("redis://:s3cret@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact("rediss://u:p@ss@h/0"), "rediss://u:***@h/0");
+        assert_eq!(redact("redis://tok@h"), "redis://***@h");
+        assert_eq!(redact("redis://h:6379/0?x=@"), "redis://h:6379/0?x=@");
+        assert_eq!(redact("not a url"), "not a url");
     }
 }
