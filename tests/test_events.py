@@ -178,7 +178,7 @@ def test_a_subscription_on_a_wrapped_client_gets_its_limiter_and_breaker_events(
         ("pause", client.ratekeeper_limiter),
         ("breaker_state", breaker),
     ]
-    assert seen[1].fields == {"state": "open", "previous": "closed"}
+    assert seen[1].fields == {"state": "open", "previous": "closed", "model": "gpt-a"}
 
 
 def test_a_subscription_never_keeps_its_limiter_alive() -> None:
