@@ -287,3 +287,19 @@ async def test_simple_lines_go_to_anthropic_with_the_provider_option(tmp_path: P
     assert summary.ok == 2 and summary.provider == "anthropic"
     assert by_id["a"]["response"]["usage"]["output_tokens"] == 9
     assert by_id["b"]["response"]["usage"]["output_tokens"] == 3
+
+
+async def test_an_error_that_echoes_the_key_is_written_without_it(
+    tmp_path: Path, scripted_server: Any
+) -> None:
+    echo = {"error": {"message": "bad key sk-secret-123 for you", "type": "invalid_request_error"}}
+    scripted_server.reply(400, body=echo)
+    src = write_lines(tmp_path / "in.jsonl", [{"id": "a", "messages": HELLO}])
+    out = tmp_path / "out.jsonl"
+    options = BatchOptions(
+        src, out, model="m", base_url=scripted_server.openai_url, api_key="sk-secret-123"
+    )
+    summary = await run_batch(options)
+    assert summary.failed == 1 and scripted_server.hit_count() == 1
+    text = out.read_text()
+    assert "sk-secret-123" not in text and "bad key *** for you" in text
