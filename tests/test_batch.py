@@ -7,6 +7,7 @@ way a reader of the provider's own batch results reads them.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,33 @@ async def test_simple_lines_go_to_anthropic_with_the_provider_option(tmp_path: P
     assert summary.ok == 2 and summary.provider == "anthropic"
     assert by_id["a"]["response"]["usage"]["output_tokens"] == 9
     assert by_id["b"]["response"]["usage"]["output_tokens"] == 3
+
+
+async def test_an_error_that_echoes_the_key_is_written_without_it(
+    tmp_path: Path, scripted_server: Any
+) -> None:
+    echo = {"error": {"message": "bad key sk-secret-123 for you", "type": "invalid_request_error"}}
+    scripted_server.reply(400, body=echo)
+    src = write_lines(tmp_path / "in.jsonl", [{"id": "a", "messages": HELLO}])
+    out = tmp_path / "out.jsonl"
+    options = BatchOptions(
+        src, out, model="m", base_url=scripted_server.openai_url, api_key="sk-secret-123"
+    )
+    summary = await run_batch(options)
+    assert summary.failed == 1 and scripted_server.hit_count() == 1
+    text = out.read_text()
+    assert "sk-secret-123" not in text and "bad key *** for you" in text
+
+
+async def test_the_progress_bar_shows_retries_decided_not_requests_in_flight(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [{"id": i, "messages": HELLO} for i in range(6)]
+    with MockProvider(rpm=None, latency=0.2) as p:
+        p.inject(500, times=2)
+        await run(tmp_path, p, lines, model="m", concurrency=6, show_progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip()
+    shown = [int(n) for n in re.findall(r"retries=(\d+)", bar)]
+    assert shown and max(shown) == 2  # six requests in flight never showed as retries
+    final = bar.splitlines()[-1]
+    assert "6/6" in final and "retries=2" in final and "failed=0" in final

@@ -189,8 +189,11 @@ class _Run:
             self.progress.advance()
 
     def finish(self, job: Job, outcome: Outcome) -> None:
-        if self.secret and self.secret in outcome.message:
+        if self.secret and not outcome.ok:  # an error may echo the key: never write it
             outcome.message = outcome.message.replace(self.secret, "***")
+            text = json.dumps(outcome.body)
+            if self.secret in text:
+                outcome.body = json.loads(text.replace(self.secret, "***"))
         status = "ok" if outcome.ok else ("cancelled" if outcome.error == "cancelled" else "error")
         self.record(job, result_record(job, outcome), status, outcome.attempts, outcome.elapsed)
 
