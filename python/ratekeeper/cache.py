@@ -48,11 +48,10 @@ _Stored = tuple[Callable[[Any], Any], Any]  # (thaw, payload): thaw(payload) is 
 class _Flight:
     """One call in flight that threads with the same key wait for."""
 
-    __slots__ = ("done", "error", "settled", "stored")
+    __slots__ = ("done", "error", "stored")
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.settled = False
         self.stored: Optional[_Stored] = None
         self.error: Optional[BaseException] = None
 
