@@ -416,3 +416,25 @@ def test_two_arguments_share_a_key_exactly_when_they_are_the_same_typed_value(on
     key = rk.ResponseCache.key
     assert key("m", {"x": one}) == key("m", {"x": copy.deepcopy(one)})
     assert (key("m", {"x": one}) == key("m", {"x": other})) == (typed(one) == typed(other))
+
+
+def test_request_identity_tells_senders_apart_and_ignores_what_changes_per_send(
+    scripted_server,
+):
+    url = scripted_server.openai_url
+    clients = [
+        openai.OpenAI(base_url=url, api_key="sk-a", max_retries=0),
+        openai.OpenAI(base_url=url, api_key="sk-b", max_retries=0),
+        openai.OpenAI(base_url=url, api_key="sk-a", organization="o", max_retries=0),
+        openai.OpenAI(base_url=url, api_key="sk-a", default_headers={"X-T": "1"}, max_retries=0),
+    ]
+    for client in clients:
+        ask(client)
+        ask(client, extra_headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-01"})
+    ask(clients[0], extra_headers={"X-User": "u1"})
+    identities = [rk.ResponseCache.request_identity(hit.headers) for hit in scripted_server.hits]
+    # Two sends by one client are one sender; every client is another.
+    assert identities[0::2][:4] == identities[1::2][:4]
+    assert len(set(identities)) == 5
+    for hit in scripted_server.hits:
+        assert "sk-" not in rk.ResponseCache.request_identity(hit.headers)

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
-__all__ = ["ResponseCache", "client_identity"]
+__all__ = ["ResponseCache", "client_identity", "request_identity"]
 
 T = TypeVar("T")
 # Keyed hashing: an identity or a key reveals nothing about the API key, not
@@ -108,6 +108,32 @@ def client_identity(client: Any) -> str:
     for name in ("auth_headers", "default_headers", "default_query"):
         parts[name] = _text_items(_attribute(client, name))
     return _hash(json.dumps(parts, sort_keys=True), 16)
+
+
+# Headers that change from one send of the same request to the next, or
+# that the body already decides: left out of a request's identity.
+_VOLATILE_HEADERS = frozenset(
+    {"content-length", "idempotency-key", "traceparent", "tracestate", "baggage", "sentry-trace"}
+)
+
+
+def request_identity(request: Any) -> str:
+    """Who sends an HTTP request, as a salted hash of its headers: for a cache below the SDK.
+
+    ``request`` is an ``httpx`` request or its headers. Every header counts
+    (``authorization``, ``x-api-key``, organization, project, extra headers)
+    except the SDK's ``x-stainless-*`` and those that differ between two
+    sends of one request (``content-length``, ``idempotency-key``, trace
+    context); the URL and body are the key's other parts.
+
+    >>> request_identity({"Authorization": "Bearer a"}) != request_identity({"Authorization": "Bearer b"})
+    True
+    """
+    headers = getattr(request, "headers", request)
+    items = getattr(headers, "items", None)
+    pairs = _text_items(dict(items())) if callable(items) else []
+    kept = [(name, value) for name, value in pairs if name not in _VOLATILE_HEADERS]
+    return _hash(json.dumps(kept), 16)
 
 
 def _type_name(value: Any) -> str:
@@ -208,14 +234,16 @@ class ResponseCache:
             return len(self._entries)
 
     client_identity = staticmethod(client_identity)
+    request_identity = staticmethod(request_identity)
 
     @staticmethod
     def key(method: str, arguments: dict[str, Any], *, client_identity: str = "") -> str:
         """The canonical key of a call: method, client identity and typed arguments, hashed.
 
         ``client_identity`` is :func:`client_identity` of the client the call
-        goes through (``ResponseCache.client_identity(client)``): without it,
-        clients with different API keys would share answers.
+        goes through (``ResponseCache.client_identity(client)``), or, for a
+        cache of HTTP requests, :func:`request_identity` of the request:
+        without it, clients with different API keys would share answers.
 
         >>> ResponseCache.key("m", {"a": 1, "b": 2}) == ResponseCache.key("m", {"b": 2, "a": 1})
         True
