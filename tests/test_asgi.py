@@ -81,6 +81,10 @@ def test_rejected_requests_never_reach_the_app(local_server: str, counted: Count
 def test_bad_limits_are_refused_at_once(counted: Counted) -> None:
     with pytest.raises(ValueError, match="rate"):
         rk.asgi.RateLimitMiddleware(counted.handler, rate=0, capacity=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rate"):
+        rk.asgi.RateLimitMiddleware(counted.handler, rate=10**400, capacity=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="capacity"):
+        rk.asgi.RateLimitMiddleware(counted.handler, rate=1, capacity=-(10**400))  # type: ignore[arg-type]
 
 
 async def test_lifespan_scopes_pass_through() -> None:
@@ -261,7 +265,7 @@ def test_the_idle_time_per_client_is_configurable(echo: Echo) -> None:
     limited = rk.asgi.RateLimitMiddleware(echo.app(), rate=1, capacity=5, idle_timeout=30.0)
     assert limited.idle_timeout == 30.0
     assert rk.asgi.RateLimitMiddleware(echo.app(), rate=1, capacity=5).idle_timeout == 600.0
-    for bad in (0, -1.0, float("nan"), float("inf")):
+    for bad in (0, -1.0, float("nan"), float("inf"), 10**400):
         with pytest.raises(ValueError, match="idle_timeout"):
             rk.asgi.RateLimitMiddleware(echo.app(), rate=1, capacity=5, idle_timeout=bad)
 

@@ -11,6 +11,8 @@ import time
 import anthropic
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scripted_server import ScriptedServer, ok
 
 import ratekeeper as rk
@@ -373,3 +375,66 @@ def test_an_answer_that_cannot_be_copied_is_not_stored():
     lock = threading.Lock()
     assert cache.get_or_call("k", lambda: lock) is lock
     assert len(cache) == 0
+
+
+def typed(value: object) -> object:
+    """A value's exact identity as a request argument: every type kept, floats by repr."""
+    if isinstance(value, float):
+        return ("float", repr(value))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(typed(item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", frozenset((typed(k), typed(v)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)):
+        return (type(value).__name__, frozenset(typed(item) for item in value))
+    return (type(value).__name__, value)
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=3),
+    st.floats(min_value=-3, max_value=3, allow_nan=False),
+    st.sampled_from(["", "a", "1", "true", "null"]),
+    st.sampled_from([b"", b"a", b"1"]),
+)
+arguments = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.one_of(st.text(max_size=2), st.integers(0, 2)), inner, max_size=3),
+        st.frozensets(st.one_of(st.integers(0, 3), st.text(max_size=2)), max_size=3).map(set),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(arguments, arguments)
+def test_two_arguments_share_a_key_exactly_when_they_are_the_same_typed_value(one, other):
+    key = rk.ResponseCache.key
+    assert key("m", {"x": one}) == key("m", {"x": copy.deepcopy(one)})
+    assert (key("m", {"x": one}) == key("m", {"x": other})) == (typed(one) == typed(other))
+
+
+def test_request_identity_tells_senders_apart_and_ignores_what_changes_per_send(
+    scripted_server,
+):
+    url = scripted_server.openai_url
+    clients = [
+        openai.OpenAI(base_url=url, api_key="sk-a", max_retries=0),
+        openai.OpenAI(base_url=url, api_key="sk-b", max_retries=0),
+        openai.OpenAI(base_url=url, api_key="sk-a", organization="o", max_retries=0),
+        openai.OpenAI(base_url=url, api_key="sk-a", default_headers={"X-T": "1"}, max_retries=0),
+    ]
+    for client in clients:
+        ask(client)
+        ask(client, extra_headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-01"})
+    ask(clients[0], extra_headers={"X-User": "u1"})
+    identities = [rk.ResponseCache.request_identity(hit.headers) for hit in scripted_server.hits]
+    # Two sends by one client are one sender; every client is another.
+    assert identities[0::2][:4] == identities[1::2][:4]
+    assert len(set(identities)) == 5
+    for hit in scripted_server.hits:
+        assert "sk-" not in rk.ResponseCache.request_identity(hit.headers)

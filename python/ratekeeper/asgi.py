@@ -81,6 +81,9 @@ class RateLimitMiddleware:
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a function of the ASGI scope, got {type(key).__name__}")
+        for name, value in (("rate", rate), ("capacity", capacity), ("idle_timeout", idle_timeout)):
+            if isinstance(value, int) and not -(2**1023) < value < 2**1023:
+                raise ValueError(f"{name} must be a finite number > 0, got an int too large to use")
         self.app = app
         self.key = key or client_ip
         self.backend = backend

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
-__all__ = ["ResponseCache", "client_identity"]
+__all__ = ["ResponseCache", "client_identity", "request_identity"]
 
 T = TypeVar("T")
 # Keyed hashing: an identity or a key reveals nothing about the API key, not
@@ -48,11 +48,10 @@ _Stored = tuple[Callable[[Any], Any], Any]  # (thaw, payload): thaw(payload) is 
 class _Flight:
     """One call in flight that threads with the same key wait for."""
 
-    __slots__ = ("done", "error", "settled", "stored")
+    __slots__ = ("done", "error", "stored")
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.settled = False
         self.stored: Optional[_Stored] = None
         self.error: Optional[BaseException] = None
 
@@ -111,27 +110,30 @@ def client_identity(client: Any) -> str:
     return _hash(json.dumps(parts, sort_keys=True), 16)
 
 
-# Headers that change per attempt or per connection and say nothing about who asks.
-_PER_REQUEST_HEADERS = frozenset(
-    {"content-length", "connection", "host", "accept-encoding", "user-agent", "idempotency-key"}
+# Headers that change from one send of the same request to the next, or
+# that the body already decides: left out of a request's identity.
+_VOLATILE_HEADERS = frozenset(
+    {"content-length", "idempotency-key", "traceparent", "tracestate", "baggage", "sentry-trace"}
 )
 
 
-def request_identity(headers: Any) -> str:
-    """Who sends an HTTP request, from its headers, as a salted hash (the transport's identity).
+def request_identity(request: Any) -> str:
+    """Who sends an HTTP request, as a salted hash of its headers: for a cache below the SDK.
 
-    The credentials (``authorization``, ``x-api-key``, ...), organization and
-    project, and every other header the caller set count; headers that change
-    per attempt (``x-stainless-*``, ``idempotency-key``, ``content-length``)
-    do not.
+    ``request`` is an ``httpx`` request or its headers. Every header counts
+    (``authorization``, ``x-api-key``, organization, project, extra headers)
+    except the SDK's ``x-stainless-*`` and those that differ between two
+    sends of one request (``content-length``, ``idempotency-key``, trace
+    context); the URL and body are the key's other parts.
 
     >>> request_identity({"Authorization": "Bearer a"}) != request_identity({"Authorization": "Bearer b"})
     True
     """
-    items = [
-        (name, value) for name, value in _text_items(headers) if name not in _PER_REQUEST_HEADERS
-    ]
-    return _hash(json.dumps(items), 16)
+    headers = getattr(request, "headers", request)
+    items = getattr(headers, "items", None)
+    pairs = _text_items(dict(items())) if callable(items) else []
+    kept = [(name, value) for name, value in pairs if name not in _VOLATILE_HEADERS]
+    return _hash(json.dumps(kept), 16)
 
 
 def _type_name(value: Any) -> str:
@@ -232,14 +234,16 @@ class ResponseCache:
             return len(self._entries)
 
     client_identity = staticmethod(client_identity)
+    request_identity = staticmethod(request_identity)
 
     @staticmethod
     def key(method: str, arguments: dict[str, Any], *, client_identity: str = "") -> str:
         """The canonical key of a call: method, client identity and typed arguments, hashed.
 
         ``client_identity`` is :func:`client_identity` of the client the call
-        goes through (``ResponseCache.client_identity(client)``): without it,
-        clients with different API keys would share answers.
+        goes through (``ResponseCache.client_identity(client)``), or, for a
+        cache of HTTP requests, :func:`request_identity` of the request:
+        without it, clients with different API keys would share answers.
 
         >>> ResponseCache.key("m", {"a": 1, "b": 2}) == ResponseCache.key("m", {"b": 2, "a": 1})
         True
