@@ -141,3 +141,25 @@ def test_the_wrapped_clients_limiter_is_typed_under_mypy_strict(tmp_path: Path) 
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_error_under_the_cache_is_the_sdks_own_and_not_stored(scripted_server):
+    from scripted_server import error
+
+    scripted_server.queue(error(400))
+    plain = openai.OpenAI(base_url=scripted_server.openai_url, api_key="k")
+    client = rk.wrap(plain, rpm=100, cache=rk.ResponseCache())
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="m", messages=CHAT)
+    assert client.chat.completions.create(model="m", messages=CHAT).model == "m"
+    assert scripted_server.hit_count() == 2
+
+
+async def test_an_async_error_under_the_cache_is_the_sdks_own(scripted_server):
+    from scripted_server import error
+
+    scripted_server.queue(error(404))
+    plain = anthropic.AsyncAnthropic(base_url=scripted_server.anthropic_url, api_key="k")
+    client = rk.wrap(plain, rpm=100, cache=rk.ResponseCache())
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.create(model="m", max_tokens=5, messages=CHAT)
