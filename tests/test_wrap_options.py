@@ -163,3 +163,27 @@ async def test_an_async_error_under_the_cache_is_the_sdks_own(scripted_server):
     client = rk.wrap(plain, rpm=100, cache=rk.ResponseCache())
     with pytest.raises(anthropic.NotFoundError):
         await client.messages.create(model="m", max_tokens=5, messages=CHAT)
+
+
+def test_a_dropped_connection_is_retried_by_ratekeeper_not_the_sdk(scripted_server):
+    clock = rk.ManualClock()
+    scripted_server.drop()
+    limiter = rk.Limiter(rpm=100, clock=clock)
+    plain = openai.OpenAI(base_url=scripted_server.openai_url, api_key="k", max_retries=3)
+    client = rk.wrap(plain, limiter=limiter, retry=rk.Retry(clock=clock))
+    assert client.models.list().data[0].id == "gpt-x"
+    assert client.chat.completions.create(model="m", messages=CHAT).model == "m"
+    assert scripted_server.hit_count() == 3
+    assert limiter.stats()["retries"] == 1
+
+
+def test_a_dropped_connection_that_outlives_the_retries_is_the_sdks_connection_error(
+    scripted_server,
+):
+    clock = rk.ManualClock()
+    scripted_server.drop(times=3)
+    plain = anthropic.Anthropic(base_url=scripted_server.anthropic_url, api_key="k")
+    client = rk.wrap(plain, rpm=100, retry=rk.Retry(max_retries=1, clock=clock))
+    with pytest.raises(anthropic.APIConnectionError):
+        client.messages.create(model="m", max_tokens=5, messages=CHAT)
+    assert scripted_server.hit_count() == 2
