@@ -187,3 +187,41 @@ def test_a_dropped_connection_that_outlives_the_retries_is_the_sdks_connection_e
     with pytest.raises(anthropic.APIConnectionError):
         client.messages.create(model="m", max_tokens=5, messages=CHAT)
     assert scripted_server.hit_count() == 2
+
+
+def test_the_clients_event_hooks_see_every_attempt(scripted_server):
+    seen: list[object] = []
+    http = openai.DefaultHttpxClient(
+        event_hooks={
+            "request": [lambda request: seen.append(request.method)],
+            "response": [lambda response: seen.append(response.status_code)],
+        }
+    )
+    clock = rk.ManualClock()
+    scripted_server.queue(rate_limited(retry_after=1), rate_limited(retry_after=1))
+    plain = openai.OpenAI(base_url=scripted_server.openai_url, api_key="k", http_client=http)
+    client = rk.wrap(plain, limiter=rk.Limiter(rpm=100, clock=clock), retry=rk.Retry(clock=clock))
+    client.chat.completions.create(model="m", messages=CHAT)
+    assert seen == ["POST", 429, "POST", 429, "POST", 200]
+
+
+async def test_the_async_clients_event_hooks_see_every_attempt(scripted_server):
+    seen: list[object] = []
+
+    async def on_request(request: object) -> None:
+        seen.append("request")
+
+    async def on_response(response: httpx.Response) -> None:
+        seen.append(response.status_code)
+
+    http = anthropic.DefaultAsyncHttpxClient(
+        event_hooks={"request": [on_request], "response": [on_response]}
+    )
+    clock = rk.ManualClock()
+    scripted_server.queue(rate_limited(retry_after=1))
+    plain = anthropic.AsyncAnthropic(
+        base_url=scripted_server.anthropic_url, api_key="k", http_client=http
+    )
+    client = rk.wrap(plain, limiter=rk.Limiter(rpm=100, clock=clock), retry=rk.Retry(clock=clock))
+    await client.messages.create(model="m", max_tokens=5, messages=CHAT)
+    assert seen == ["request", 429, "request", 200]

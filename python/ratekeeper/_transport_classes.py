@@ -101,6 +101,52 @@ class _AsyncWatchedStream:
         self._end()
 
 
+class _Replay:
+    """Tells an httpx client's event hooks of the attempts that it does not see itself.
+
+    The client runs its hooks once around the transport: ``request`` before
+    the first attempt and ``response`` with the answer it is handed. Each
+    retry adds, before its own attempt, the ``response`` hooks for the failed
+    answer before it and the ``request`` hooks for itself, so that the hooks
+    see every attempt once (``ratekeeper batch`` counts requests and 429s so).
+    """
+
+    __slots__ = ("failed", "hooks", "started")
+
+    def __init__(self, hooks: dict[str, Any]) -> None:
+        self.hooks = hooks
+        self.started = False
+        self.failed: Any = None
+
+    @classmethod
+    def of(cls, hooks: Optional[dict[str, Any]]) -> Optional[_Replay]:
+        if not hooks or not (hooks.get("request") or hooks.get("response")):
+            return None
+        return cls(hooks)
+
+    def _due(self) -> tuple[list[Any], list[Any], Any]:
+        if not self.started:
+            self.started = True
+            return [], [], None
+        failed, self.failed = self.failed, None
+        answered = self.hooks.get("response", []) if failed is not None else []
+        return answered, self.hooks.get("request", []), failed
+
+    def before(self, request: Any) -> None:
+        answered, asked, failed = self._due()
+        for hook in answered:
+            hook(failed)
+        for hook in asked:
+            hook(request)
+
+    async def before_async(self, request: Any) -> None:
+        answered, asked, failed = self._due()
+        for hook in answered:
+            await hook(failed)
+        for hook in asked:
+            await hook(request)
+
+
 def watch(route: Route, response: Any, permit: Any, stream_class: type) -> Any:
     reader = UsageReader()
     response.stream = stream_class(response.stream, reader, route.finisher(permit, reader))
@@ -113,10 +159,13 @@ class _SyncTransport:
     _module: Any  # the httpx or httpx2 package
     _stream_class: type
 
-    def __init__(self, inner: Any, route: Route, owner: Any = None) -> None:
+    def __init__(
+        self, inner: Any, route: Route, owner: Any = None, hooks: Optional[dict[str, Any]] = None
+    ) -> None:
         self.inner = inner
         self.route = route
         self._owner = owner  # the client whose pool ``inner`` is: kept alive, never closed
+        self._hooks = hooks  # the client's event hooks, told of the attempts it does not see
 
     @property
     def limiter(self) -> Any:
@@ -128,7 +177,8 @@ class _SyncTransport:
         if call is None:
             request.read()
             try:
-                return run_sync(route.attempts(None, None), lambda _: self._send(request))
+                replay = _Replay.of(self._hooks)
+                return run_sync(route.attempts(None, None), lambda _: self._send(request, replay))
             except _GIVE_UP as failure:
                 return route.surface(failure, self._module.Response, request)
         cache = route.cache
@@ -149,27 +199,32 @@ class _SyncTransport:
             raise _Uncached(response)
         return response.status_code, response.headers.raw, content
 
-    def _send(self, request: Any) -> Any:
+    def _send(self, request: Any, replay: Optional[_Replay]) -> Any:
+        if replay is not None:
+            replay.before(request)
         response = self.inner.handle_request(request)
         if response.status_code >= 400:
             response.read()
             response.close()
             self.route.adopt(response)
+            if replay is not None:
+                replay.failed = response
             raise StatusFailure(response)
         return response
 
-    def _attempt(self, request: Any, permit: Any) -> Any:
-        response = self._send(request)
+    def _attempt(self, request: Any, replay: Optional[_Replay], permit: Any) -> Any:
+        response = self._send(request, replay)
         self.route.adopt(response)
         return watch(self.route, response, permit, self._stream_class)
 
     def _models(self, request: Any, call: ModelCall) -> Any:
         route = self.route
+        replay = _Replay.of(self._hooks)
         try:
             if not route.fallback_models:
                 if route.breaker_template is not None:
                     return run_sync(
-                        route.attempts(call, call.model), partial(self._attempt, request)
+                        route.attempts(call, call.model), partial(self._attempt, request, replay)
                     )
                 # The first attempt inline: the granted path builds no state machine.
                 estimate = call.estimate
@@ -180,7 +235,7 @@ class _SyncTransport:
                     output_tokens=estimate.output,
                 )
                 try:
-                    return self._attempt(request, permit)
+                    return self._attempt(request, replay, permit)
                 except Exception as exc:
                     failure = exc
                 except BaseException:
@@ -188,14 +243,16 @@ class _SyncTransport:
                     raise
                 attempts = route.attempts(call, call.model)
                 attempts.first_failed(permit, failure)
-                return run_sync(attempts, partial(self._attempt, request))
+                return run_sync(attempts, partial(self._attempt, request, replay))
             available, wait, last = route.models_to_try(route.candidates(call.model))
             if wait is not None:
                 route.policy.sleep(wait)
             for index, model in enumerate(available):
                 sent = _rewritten(self._module, request, call, model)
                 try:
-                    return run_sync(route.attempts(call, model), partial(self._attempt, sent))
+                    return run_sync(
+                        route.attempts(call, model), partial(self._attempt, sent, replay)
+                    )
                 except (RetryError, CircuitOpenError) as exc:
                     following = available[index + 1] if index + 1 < len(available) else None
                     if not route.move_on(model, exc, following):
@@ -217,10 +274,13 @@ class _AsyncTransport:
     _module: Any
     _stream_class: type
 
-    def __init__(self, inner: Any, route: Route, owner: Any = None) -> None:
+    def __init__(
+        self, inner: Any, route: Route, owner: Any = None, hooks: Optional[dict[str, Any]] = None
+    ) -> None:
         self.inner = inner
         self.route = route
         self._owner = owner
+        self._hooks = hooks
 
     @property
     def limiter(self) -> Any:
@@ -232,7 +292,10 @@ class _AsyncTransport:
         if call is None:
             await request.aread()
             try:
-                return await run_async(route.attempts(None, None), lambda _: self._send(request))
+                replay = _Replay.of(self._hooks)
+                return await run_async(
+                    route.attempts(None, None), lambda _: self._send(request, replay)
+                )
             except _GIVE_UP as failure:
                 return route.surface(failure, self._module.Response, request)
         cache = route.cache
@@ -253,27 +316,32 @@ class _AsyncTransport:
             return route.surface(failure, self._module.Response, request)
         return self._module.Response(status, headers=headers, content=content, request=request)
 
-    async def _send(self, request: Any) -> Any:
+    async def _send(self, request: Any, replay: Optional[_Replay]) -> Any:
+        if replay is not None:
+            await replay.before_async(request)
         response = await self.inner.handle_async_request(request)
         if response.status_code >= 400:
             await response.aread()
             await response.aclose()
             self.route.adopt(response)
+            if replay is not None:
+                replay.failed = response
             raise StatusFailure(response)
         return response
 
-    async def _attempt(self, request: Any, permit: Any) -> Any:
-        response = await self._send(request)
+    async def _attempt(self, request: Any, replay: Optional[_Replay], permit: Any) -> Any:
+        response = await self._send(request, replay)
         self.route.adopt(response)
         return watch(self.route, response, permit, self._stream_class)
 
     async def _models(self, request: Any, call: ModelCall) -> Any:
         route = self.route
+        replay = _Replay.of(self._hooks)
         try:
             if not route.fallback_models:
                 if route.breaker_template is not None:
                     return await run_async(
-                        route.attempts(call, call.model), partial(self._attempt, request)
+                        route.attempts(call, call.model), partial(self._attempt, request, replay)
                     )
                 # The first attempt inline: the granted path builds no state machine.
                 estimate = call.estimate
@@ -284,7 +352,7 @@ class _AsyncTransport:
                     output_tokens=estimate.output,
                 )
                 try:
-                    return await self._attempt(request, permit)
+                    return await self._attempt(request, replay, permit)
                 except Exception as exc:
                     failure = exc
                 except BaseException:
@@ -292,7 +360,7 @@ class _AsyncTransport:
                     raise
                 attempts = route.attempts(call, call.model)
                 attempts.first_failed(permit, failure)
-                return await run_async(attempts, partial(self._attempt, request))
+                return await run_async(attempts, partial(self._attempt, request, replay))
             available, wait, last = route.models_to_try(route.candidates(call.model))
             if wait is not None:
                 await route.policy.sleep_async(wait)
@@ -300,7 +368,7 @@ class _AsyncTransport:
                 sent = _rewritten(self._module, request, call, model)
                 try:
                     return await run_async(
-                        route.attempts(call, model), partial(self._attempt, sent)
+                        route.attempts(call, model), partial(self._attempt, sent, replay)
                     )
                 except (RetryError, CircuitOpenError) as exc:
                     following = available[index + 1] if index + 1 < len(available) else None
