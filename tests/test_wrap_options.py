@@ -72,7 +72,7 @@ def httpx_client_of(client: openai.OpenAI) -> object:
 def test_the_fallback_is_reported_as_an_event(scripted_server, monkeypatch):
     seen = []
     monkeypatch.setattr(
-        "ratekeeper._route.emit", lambda kind, source, **fields: seen.append((kind, fields))
+        "ratekeeper._events.emit", lambda kind, source, **fields: seen.append((kind, fields))
     )
     clock = rk.ManualClock()
     scripted_server.queue(rate_limited(retry_after=1), model="gpt-a")
@@ -84,9 +84,8 @@ def test_the_fallback_is_reported_as_an_event(scripted_server, monkeypatch):
         fallback_models=["gpt-b"],
     )
     assert client.chat.completions.create(model="gpt-a", messages=CHAT).model == "gpt-b"
-    assert seen == [
-        ("fallback", {"model": "gpt-a", "to_model": "gpt-b", "reason": "retries_exhausted"})
-    ]
+    assert [kind for kind, _ in seen] == ["rate_limited", "giving_up", "fallback"]
+    assert seen[-1][1] == {"model": "gpt-a", "to_model": "gpt-b", "reason": "retries_exhausted"}
 
 
 class NotAnSdk:

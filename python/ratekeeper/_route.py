@@ -16,9 +16,8 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from . import _tokens
+from . import _events, _tokens
 from ._attempts import UNLIMITED, Attempts
-from ._events import emit
 from ._guarding import clone_breaker
 from ._usage import UsageReader
 from .cache import ResponseCache
@@ -288,7 +287,7 @@ class Route:
             reason = (
                 "circuit_open" if isinstance(failure, CircuitOpenError) else "retries_exhausted"
             )
-            emit("fallback", self.limiter, model=model, to_model=next_model, reason=reason)
+            _events.emit("fallback", self.limiter, model=model, to_model=next_model, reason=reason)
         return True
 
     # -- what the SDK sees ----------------------------------------------------
