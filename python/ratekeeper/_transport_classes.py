@@ -171,6 +171,9 @@ class _SyncTransport:
     def limiter(self) -> Any:
         return self.route.limiter
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(limiter={self.route.limiter!r}, retry={self.route.policy!r})"
+
     def handle_request(self, request: Any) -> Any:
         route = self.route
         call = route.model_call(request)
@@ -285,6 +288,9 @@ class _AsyncTransport:
     @property
     def limiter(self) -> Any:
         return self.route.limiter
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(limiter={self.route.limiter!r}, retry={self.route.policy!r})"
 
     async def handle_async_request(self, request: Any) -> Any:
         route = self.route

@@ -134,7 +134,8 @@ def transport(
     Give it to any SDK that takes an ``http_client``; turn that SDK's own
     retries off (``max_retries=0``), or each attempt may be several requests.
 
-    >>> # groq.Groq(http_client=httpx.Client(transport=rk.transport(rpm=30)), max_retries=0)
+    >>> transport(rpm=30)  # doctest: +ELLIPSIS
+    RateLimitedTransport(limiter=Limiter(rpm=30...), retry=Retry(max_retries=5, ...))
     """
     return _build(False, limiter, backend, transport, options)
 
@@ -148,6 +149,7 @@ def async_transport(
 ) -> Any:
     """The async twin of :func:`transport`, for an ``httpx.AsyncClient``.
 
-    >>> # groq.AsyncGroq(http_client=httpx.AsyncClient(transport=rk.async_transport(rpm=30)))
+    >>> async_transport(rpm=30, retry=False).route.policy.max_retries
+    0
     """
     return _build(True, limiter, backend, transport, options)
