@@ -196,10 +196,10 @@ def main() -> None:
                     f"{ours / plain:.3f}x",
                 )
             )
-    plain, ours = in_process_us(5 if "--quick" in sys.argv else 15, 300)
+    plain, ours = in_process_us(10 if "--quick" in sys.argv else 40, 100)
     rows.append(
         (
-            "openai sync, no network (CPU, best round)",
+            "openai sync, no network (CPU, best of rounds)",
             f"{plain:.1f}",
             f"{ours:.1f}",
             f"{ours - plain:+.1f}",

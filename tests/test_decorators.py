@@ -392,7 +392,7 @@ def test_a_method_of_a_client_that_retries_by_itself_warns(scripted_server):
 def test_giving_up_is_reported_as_an_event(monkeypatch):
     seen = []
     monkeypatch.setattr(
-        "ratekeeper._attempts.emit", lambda kind, source, **fields: seen.append((kind, fields))
+        "ratekeeper._events.emit", lambda kind, source, **fields: seen.append((kind, fields))
     )
     limiter = rk.Limiter(rpm=100, clock=rk.ManualClock())
     fn, _ = flaky(Status(503), Status(503))

@@ -174,7 +174,7 @@ def test_when_retries_run_out_the_sdk_raises_its_own_error(scripted_server):
 def test_events_report_the_429_the_retry_and_the_pause(scripted_server, monkeypatch):
     seen: list[tuple[str, object, dict[str, object]]] = []
     monkeypatch.setattr(
-        "ratekeeper._attempts.emit",
+        "ratekeeper._events.emit",
         lambda kind, source, **fields: seen.append((kind, source, fields)),
     )
     clock = rk.ManualClock()

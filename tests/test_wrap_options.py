@@ -72,7 +72,7 @@ def httpx_client_of(client: openai.OpenAI) -> object:
 def test_the_fallback_is_reported_as_an_event(scripted_server, monkeypatch):
     seen = []
     monkeypatch.setattr(
-        "ratekeeper._route.emit", lambda kind, source, **fields: seen.append((kind, fields))
+        "ratekeeper._events.emit", lambda kind, source, **fields: seen.append((kind, fields))
     )
     clock = rk.ManualClock()
     scripted_server.queue(rate_limited(retry_after=1), model="gpt-a")
@@ -84,9 +84,8 @@ def test_the_fallback_is_reported_as_an_event(scripted_server, monkeypatch):
         fallback_models=["gpt-b"],
     )
     assert client.chat.completions.create(model="gpt-a", messages=CHAT).model == "gpt-b"
-    assert seen == [
-        ("fallback", {"model": "gpt-a", "to_model": "gpt-b", "reason": "retries_exhausted"})
-    ]
+    assert [kind for kind, _ in seen] == ["rate_limited", "giving_up", "fallback"]
+    assert seen[-1][1] == {"model": "gpt-a", "to_model": "gpt-b", "reason": "retries_exhausted"}
 
 
 class NotAnSdk:
@@ -141,3 +140,87 @@ def test_the_wrapped_clients_limiter_is_typed_under_mypy_strict(tmp_path: Path) 
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_error_under_the_cache_is_the_sdks_own_and_not_stored(scripted_server):
+    from scripted_server import error
+
+    scripted_server.queue(error(400))
+    plain = openai.OpenAI(base_url=scripted_server.openai_url, api_key="k")
+    client = rk.wrap(plain, rpm=100, cache=rk.ResponseCache())
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="m", messages=CHAT)
+    assert client.chat.completions.create(model="m", messages=CHAT).model == "m"
+    assert scripted_server.hit_count() == 2
+
+
+async def test_an_async_error_under_the_cache_is_the_sdks_own(scripted_server):
+    from scripted_server import error
+
+    scripted_server.queue(error(404))
+    plain = anthropic.AsyncAnthropic(base_url=scripted_server.anthropic_url, api_key="k")
+    client = rk.wrap(plain, rpm=100, cache=rk.ResponseCache())
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.create(model="m", max_tokens=5, messages=CHAT)
+
+
+def test_a_dropped_connection_is_retried_by_ratekeeper_not_the_sdk(scripted_server):
+    clock = rk.ManualClock()
+    scripted_server.drop()
+    limiter = rk.Limiter(rpm=100, clock=clock)
+    plain = openai.OpenAI(base_url=scripted_server.openai_url, api_key="k", max_retries=3)
+    client = rk.wrap(plain, limiter=limiter, retry=rk.Retry(clock=clock))
+    assert client.models.list().data[0].id == "gpt-x"
+    assert client.chat.completions.create(model="m", messages=CHAT).model == "m"
+    assert scripted_server.hit_count() == 3
+    assert limiter.stats()["retries"] == 1
+
+
+def test_a_dropped_connection_that_outlives_the_retries_is_the_sdks_connection_error(
+    scripted_server,
+):
+    clock = rk.ManualClock()
+    scripted_server.drop(times=3)
+    plain = anthropic.Anthropic(base_url=scripted_server.anthropic_url, api_key="k")
+    client = rk.wrap(plain, rpm=100, retry=rk.Retry(max_retries=1, clock=clock))
+    with pytest.raises(anthropic.APIConnectionError):
+        client.messages.create(model="m", max_tokens=5, messages=CHAT)
+    assert scripted_server.hit_count() == 2
+
+
+def test_the_clients_event_hooks_see_every_attempt(scripted_server):
+    seen: list[object] = []
+    http = openai.DefaultHttpxClient(
+        event_hooks={
+            "request": [lambda request: seen.append(request.method)],
+            "response": [lambda response: seen.append(response.status_code)],
+        }
+    )
+    clock = rk.ManualClock()
+    scripted_server.queue(rate_limited(retry_after=1), rate_limited(retry_after=1))
+    plain = openai.OpenAI(base_url=scripted_server.openai_url, api_key="k", http_client=http)
+    client = rk.wrap(plain, limiter=rk.Limiter(rpm=100, clock=clock), retry=rk.Retry(clock=clock))
+    client.chat.completions.create(model="m", messages=CHAT)
+    assert seen == ["POST", 429, "POST", 429, "POST", 200]
+
+
+async def test_the_async_clients_event_hooks_see_every_attempt(scripted_server):
+    seen: list[object] = []
+
+    async def on_request(request: object) -> None:
+        seen.append("request")
+
+    async def on_response(response: httpx.Response) -> None:
+        seen.append(response.status_code)
+
+    http = anthropic.DefaultAsyncHttpxClient(
+        event_hooks={"request": [on_request], "response": [on_response]}
+    )
+    clock = rk.ManualClock()
+    scripted_server.queue(rate_limited(retry_after=1))
+    plain = anthropic.AsyncAnthropic(
+        base_url=scripted_server.anthropic_url, api_key="k", http_client=http
+    )
+    client = rk.wrap(plain, limiter=rk.Limiter(rpm=100, clock=clock), retry=rk.Retry(clock=clock))
+    await client.messages.create(model="m", max_tokens=5, messages=CHAT)
+    assert seen == ["request", 429, "request", 200]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
 
-from ._events import emit
+from . import _events
 from ._guarding import abandon_breaker, enter_breaker, settle_breaker
 from .classify import is_rate_limited, status_of
 
@@ -206,11 +206,11 @@ class Attempts:
         if decision.rate_limited or is_rate_limited(failure):
             limiter._count_rate_limited()
             wait = decision.server_wait if decision.server_wait is not None else decision.delay
-            emit("rate_limited", source, model=self.model, wait=wait, attempt=self.number)
+            _events.emit("rate_limited", source, model=self.model, wait=wait, attempt=self.number)
         if not decision.retry:
             self.error = decision.error_for(failure)
             if decision.give_up is not None:
-                emit(
+                _events.emit(
                     "giving_up",
                     source,
                     model=self.model,
@@ -220,7 +220,7 @@ class Attempts:
             return False
         limiter._count_retry()
         wait = decision.delay
-        emit(
+        _events.emit(
             "retry",
             source,
             model=self.model,
@@ -233,7 +233,7 @@ class Attempts:
             before_sleep(RetryState(self.number, failure, wait, self.model))
         if decision.rate_limited and wait > 0.0 and limiter is not UNLIMITED:
             limiter.pause(wait)  # the next acquire (everyone's) waits it out
-            emit("pause", source, wait=wait)
+            _events.emit("pause", source, wait=wait)
             wait = 0.0
         self.wait = wait
         return True

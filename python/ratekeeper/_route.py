@@ -16,9 +16,8 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from . import _tokens
+from . import _events, _tokens
 from ._attempts import UNLIMITED, Attempts
-from ._events import emit, link
 from ._guarding import clone_breaker
 from ._usage_reader import UsageReader
 from .cache import ResponseCache
@@ -234,7 +233,7 @@ class Route:
                     breaker = template if not self._breakers else clone_breaker(template)
                     self._breakers[model] = breaker
                     # Its state changes reach the wrapped client's subscribers and metrics.
-                    link(breaker, self.limiter, model=model)
+                    _events.link(breaker, self.limiter, model=model)
         return breaker
 
     def candidates(self, model: Optional[str]) -> list[Optional[str]]:
@@ -290,7 +289,7 @@ class Route:
             reason = (
                 "circuit_open" if isinstance(failure, CircuitOpenError) else "retries_exhausted"
             )
-            emit("fallback", self.limiter, model=model, to_model=next_model, reason=reason)
+            _events.emit("fallback", self.limiter, model=model, to_model=next_model, reason=reason)
         return True
 
     # -- what the SDK sees ----------------------------------------------------

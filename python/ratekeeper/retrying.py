@@ -238,14 +238,30 @@ class Retry:
         >>> Retry().call(int, "7")
         7
         """
-        return run_sync(Attempts(UNLIMITED, self), lambda _permit: fn(*args, **kwargs))
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            failure = exc
+        # Outside the ``except`` block: an error raised from here carries no
+        # spurious "during handling of ..." context.
+        return run_sync(self._after(failure), lambda _permit: fn(*args, **kwargs))
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Awaits ``fn(*args, **kwargs)``, retrying as this policy says.
 
         >>> # await Retry().call_async(client.chat.completions.create, model="m", messages=[])
         """
-        return await run_async(Attempts(UNLIMITED, self), lambda _permit: fn(*args, **kwargs))
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            failure = exc
+        return await run_async(self._after(failure), lambda _permit: fn(*args, **kwargs))
+
+    def _after(self, failure: Exception) -> Attempts:
+        """The attempt machine, told that a first attempt (made inline) failed with ``failure``."""
+        attempts = Attempts(UNLIMITED, self)
+        attempts.first_failed(UNLIMITED.acquire(), failure)
+        return attempts
 
     def __call__(self, fn: F) -> F:
         """Decorates a sync or async function (or method) with this policy.
@@ -255,21 +271,25 @@ class Retry:
         >>> ping()
         'pong'
         """
-        policy = self
         if inspect.iscoroutinefunction(fn):
+            call_async = self.call_async
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await run_async(
-                    Attempts(UNLIMITED, policy), lambda _permit: fn(*args, **kwargs)
-                )
+                return await call_async(fn, *args, **kwargs)
 
             async_wrapper.retry_policy = self  # type: ignore[attr-defined]
             return cast(F, async_wrapper)
 
+        after = self._after
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return run_sync(Attempts(UNLIMITED, policy), lambda _permit: fn(*args, **kwargs))
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                failure = exc
+            return run_sync(after(failure), lambda _permit: fn(*args, **kwargs))
 
         wrapper.retry_policy = self  # type: ignore[attr-defined]
         return cast(F, wrapper)

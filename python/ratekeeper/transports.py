@@ -32,21 +32,15 @@ from __future__ import annotations
 
 import importlib
 import sys
-from functools import partial
 from typing import Any, Callable, Optional, Union
 
-from ._attempts import run_async, run_sync
 from ._options import check_breaker, check_timeout, make_limiter, make_policy
-from ._route import ModelCall, Route, StatusFailure
-from ._usage_reader import UsageReader
-from .cache import ResponseCache, request_identity
-from .errors import CircuitOpenError, RateLimitTimeout, RetryError
+from ._route import Route
+from ._transport_classes import transport_classes
+from .cache import ResponseCache
 from .retrying import Retry
 
 __all__ = ["async_transport", "backend_of", "make_route", "transport", "transport_classes"]
-
-_GIVE_UP = (RetryError, CircuitOpenError, RateLimitTimeout, StatusFailure)
-_CLASSES: dict[str, tuple[type, type]] = {}
 
 
 def backend_of(obj: Any) -> Optional[str]:
@@ -66,274 +60,6 @@ def backend_of(obj: Any) -> Optional[str]:
         ):
             return name
     return None
-
-
-def _rewritten(module: Any, request: Any, call: ModelCall, model: Any) -> Any:
-    """``request`` with its body's ``model`` replaced (a fallback)."""
-    if model == call.model:
-        return request
-    content = _dumps({**call.body, "model": model})
-    headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
-    return module.Request(
-        request.method, request.url, headers=headers, content=content, extensions=request.extensions
-    )
-
-
-def _dumps(body: dict[str, Any]) -> bytes:
-    import json
-
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def _make_classes(backend: str) -> tuple[type, type]:
-    module = importlib.import_module(backend)
-
-    class WatchedStream(module.SyncByteStream):  # type: ignore[misc, name-defined]
-        """The response body, passed on unchanged; its usage read; ``finish`` once at the end."""
-
-        def __init__(self, inner: Any, reader: Optional[UsageReader], finish: Callable[[], None]):
-            self._inner = inner
-            self._reader = reader
-            self._finish: Optional[Callable[[], None]] = finish
-
-        def __iter__(self) -> Any:
-            reader = self._reader
-            for chunk in self._inner:
-                if reader is not None:
-                    reader.feed(chunk)
-                yield chunk
-
-        def close(self) -> None:
-            try:
-                self._inner.close()
-            finally:
-                self._end()
-
-        def _end(self) -> None:
-            finish, self._finish = self._finish, None
-            if finish is not None:
-                finish()
-
-        def __del__(self) -> None:  # a body dropped unread still gives its permit back
-            self._end()
-
-    class AsyncWatchedStream(module.AsyncByteStream):  # type: ignore[misc, name-defined]
-        """The async twin of ``WatchedStream``."""
-
-        def __init__(self, inner: Any, reader: Optional[UsageReader], finish: Callable[[], None]):
-            self._inner = inner
-            self._reader = reader
-            self._finish: Optional[Callable[[], None]] = finish
-
-        async def __aiter__(self) -> Any:
-            reader = self._reader
-            async for chunk in self._inner:
-                if reader is not None:
-                    reader.feed(chunk)
-                yield chunk
-
-        async def aclose(self) -> None:
-            try:
-                await self._inner.aclose()
-            finally:
-                self._end()
-
-        def _end(self) -> None:
-            finish, self._finish = self._finish, None
-            if finish is not None:
-                finish()
-
-        def __del__(self) -> None:
-            self._end()
-
-    def watch(route: Route, response: Any, permit: Any, stream_class: type) -> Any:
-        reader = UsageReader()
-        response.stream = stream_class(response.stream, reader, route.finisher(permit, reader))
-        return response
-
-    class RateLimitedTransport(module.BaseTransport):  # type: ignore[misc, name-defined]
-        """A sync transport: every request through the limiter, retries and breakers."""
-
-        def __init__(self, inner: Any, route: Route, owner: Any = None) -> None:
-            self.inner = inner
-            self.route = route
-            self._owner = owner  # the client whose pool ``inner`` is: kept alive, never closed
-
-        @property
-        def limiter(self) -> Any:
-            return self.route.limiter
-
-        def handle_request(self, request: Any) -> Any:
-            route = self.route
-            call = route.model_call(request)
-            if call is None:
-                request.read()
-                try:
-                    return run_sync(route.attempts(None, None), lambda _: self._send(request))
-                except _GIVE_UP as failure:
-                    return route.surface(failure, module.Response, request)
-            cache = route.cache
-            if cache is None or call.streaming:
-                return self._models(request, call)
-            key = ResponseCache.key(
-                f"{request.method} {request.url}",
-                call.body,
-                client_identity=request_identity(request.headers),
-            )
-            status, headers, content = cache.get_or_call(
-                key, lambda: self._frozen(self._models(request, call))
-            )
-            return module.Response(status, headers=headers, content=content, request=request)
-
-        def _frozen(self, response: Any) -> tuple[int, Any, bytes]:
-            content = response.read()
-            if response.status_code >= 400:
-                raise _Uncached(response)
-            return response.status_code, response.headers.raw, content
-
-        def _send(self, request: Any) -> Any:
-            response = self.inner.handle_request(request)
-            if response.status_code >= 400:
-                response.read()
-                response.close()
-                self.route.adopt(response)
-                raise StatusFailure(response)
-            return response
-
-        def _attempt(self, request: Any, permit: Any) -> Any:
-            response = self._send(request)
-            self.route.adopt(response)
-            return watch(self.route, response, permit, WatchedStream)
-
-        def _models(self, request: Any, call: ModelCall) -> Any:
-            route = self.route
-            try:
-                if not route.fallback_models:
-                    return run_sync(
-                        route.attempts(call, call.model), partial(self._attempt, request)
-                    )
-                available, wait, last = route.models_to_try(route.candidates(call.model))
-                if wait is not None:
-                    route.policy.sleep(wait)
-                for index, model in enumerate(available):
-                    sent = _rewritten(module, request, call, model)
-                    try:
-                        return run_sync(route.attempts(call, model), partial(self._attempt, sent))
-                    except (RetryError, CircuitOpenError) as exc:
-                        following = available[index + 1] if index + 1 < len(available) else None
-                        if not route.move_on(model, exc, following):
-                            raise
-                        last = exc
-                assert last is not None
-                raise last
-            except _GIVE_UP as failure:
-                return route.surface(failure, module.Response, request)
-
-        def close(self) -> None:
-            if self._owner is None:
-                self.inner.close()
-
-    class AsyncRateLimitedTransport(module.AsyncBaseTransport):  # type: ignore[misc, name-defined]
-        """An async transport: every request through the limiter, retries and breakers."""
-
-        def __init__(self, inner: Any, route: Route, owner: Any = None) -> None:
-            self.inner = inner
-            self.route = route
-            self._owner = owner
-
-        @property
-        def limiter(self) -> Any:
-            return self.route.limiter
-
-        async def handle_async_request(self, request: Any) -> Any:
-            route = self.route
-            call = route.model_call(request)
-            if call is None:
-                await request.aread()
-                try:
-                    return await run_async(
-                        route.attempts(None, None), lambda _: self._send(request)
-                    )
-                except _GIVE_UP as failure:
-                    return route.surface(failure, module.Response, request)
-            cache = route.cache
-            if cache is None or call.streaming:
-                return await self._models(request, call)
-            key = ResponseCache.key(
-                f"{request.method} {request.url}",
-                call.body,
-                client_identity=request_identity(request.headers),
-            )
-
-            async def fetch() -> tuple[int, Any, bytes]:
-                response = await self._models(request, call)
-                content = await response.aread()
-                if response.status_code >= 400:
-                    raise _Uncached(response)
-                return response.status_code, response.headers.raw, content
-
-            status, headers, content = await cache.get_or_call_async(key, fetch)
-            return module.Response(status, headers=headers, content=content, request=request)
-
-        async def _send(self, request: Any) -> Any:
-            response = await self.inner.handle_async_request(request)
-            if response.status_code >= 400:
-                await response.aread()
-                await response.aclose()
-                self.route.adopt(response)
-                raise StatusFailure(response)
-            return response
-
-        async def _attempt(self, request: Any, permit: Any) -> Any:
-            response = await self._send(request)
-            self.route.adopt(response)
-            return watch(self.route, response, permit, AsyncWatchedStream)
-
-        async def _models(self, request: Any, call: ModelCall) -> Any:
-            route = self.route
-            try:
-                if not route.fallback_models:
-                    return await run_async(
-                        route.attempts(call, call.model), partial(self._attempt, request)
-                    )
-                available, wait, last = route.models_to_try(route.candidates(call.model))
-                if wait is not None:
-                    await route.policy.sleep_async(wait)
-                for index, model in enumerate(available):
-                    sent = _rewritten(module, request, call, model)
-                    try:
-                        return await run_async(
-                            route.attempts(call, model), partial(self._attempt, sent)
-                        )
-                    except (RetryError, CircuitOpenError) as exc:
-                        following = available[index + 1] if index + 1 < len(available) else None
-                        if not route.move_on(model, exc, following):
-                            raise
-                        last = exc
-                assert last is not None
-                raise last
-            except _GIVE_UP as failure:
-                return route.surface(failure, module.Response, request)
-
-        async def aclose(self) -> None:
-            if self._owner is None:
-                await self.inner.aclose()
-
-    return RateLimitedTransport, AsyncRateLimitedTransport
-
-
-class _Uncached(StatusFailure):
-    """An error response under the cache: shared with the callers waiting, never stored."""
-
-
-def transport_classes(backend: str) -> tuple[type, type]:
-    """The sync and async transport classes for ``backend`` (``"httpx"`` or ``"httpx2"``)."""
-    if backend not in ("httpx", "httpx2"):
-        raise ValueError(f"backend must be 'httpx' or 'httpx2', got {backend!r}")
-    classes = _CLASSES.get(backend)
-    if classes is None:
-        classes = _CLASSES[backend] = _make_classes(backend)
-    return classes
 
 
 def make_route(
@@ -408,7 +134,8 @@ def transport(
     Give it to any SDK that takes an ``http_client``; turn that SDK's own
     retries off (``max_retries=0``), or each attempt may be several requests.
 
-    >>> # groq.Groq(http_client=httpx.Client(transport=rk.transport(rpm=30)), max_retries=0)
+    >>> transport(rpm=30)  # doctest: +ELLIPSIS
+    RateLimitedTransport(limiter=Limiter(rpm=30...), retry=Retry(max_retries=5, ...))
     """
     return _build(False, limiter, backend, transport, options)
 
@@ -422,6 +149,7 @@ def async_transport(
 ) -> Any:
     """The async twin of :func:`transport`, for an ``httpx.AsyncClient``.
 
-    >>> # groq.AsyncGroq(http_client=httpx.AsyncClient(transport=rk.async_transport(rpm=30)))
+    >>> async_transport(rpm=30, retry=False).route.policy.max_retries
+    0
     """
     return _build(True, limiter, backend, transport, options)

@@ -191,9 +191,12 @@ def wrap(
     def limited_http(http: Any) -> Any:
         """A copy of ``http`` (same pool, settings and hooks) sending through ratekeeper."""
         made = copy.copy(http)
-        made._transport = transport_class(http._transport, route, owner=http)
+        hooks = made._event_hooks
+        made._transport = transport_class(http._transport, route, owner=http, hooks=hooks)
         made._mounts = {
-            pattern: None if inner is None else transport_class(inner, route, owner=http)
+            pattern: None
+            if inner is None
+            else transport_class(inner, route, owner=http, hooks=hooks)
             for pattern, inner in http._mounts.items()
         }
         return made
