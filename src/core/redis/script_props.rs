@@ -104,8 +104,12 @@ struct Case<'a> {
     last_grant: Nanos,
     /// The latest reservation, while it waits and nobody reserved after it:
     /// its grant, its ticket on Redis, and its per-budget arguments.
-    latest: Option<(Grant, i64, Vec<(i64, u64)>)>,
+    latest: Option<Latest>,
 }
+
+/// A reservation waiting on both sides: its grant, its ticket on Redis, and
+/// its per-budget (cost, tau) arguments.
+type Latest = (Grant, i64, Vec<(i64, u64)>);
 
 impl Case<'_> {
     fn now_us(&self) -> u64 {
