@@ -610,7 +610,11 @@ impl Budgets {
     }
 
     /// Moves the waiters whose time has come to the granted state.
+    #[inline]
     fn settle(&self, state: &mut State, now: Nanos) {
+        if state.waiting.is_empty() {
+            return;
+        }
         let mut due = Vec::new();
         for waiter in state.waiting.iter() {
             if waiter.data.settled.is_some() {

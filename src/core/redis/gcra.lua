@@ -114,25 +114,30 @@ end
 -- Every budget is charged at the common grant time `due`, not at now: a
 -- budget charged early would count the grant before it happens, and grants
 -- held back (by a pause or another budget) would then bunch up.
-local undo = {'', string.format('%.0f', last), string.format('%.0f', math.max(due, last))}
+local before = {}
 for i = 1, budgets do
-  undo[#undo + 1] = string.format('%.0f', tats[i])
+  before[i] = tats[i]
   local cost = tonumber(ARGV[2 + 2 * i])
   if cost > 0 then
     if due > tats[i] then tats[i] = due end
     tats[i] = tats[i] + cost
     store(KEYS[i], tats[i])
   end
-  undo[#undo + 1] = string.format('%.0f', tats[i])
 end
-if last_key and due > last then store(last_key, due) end
+-- A grant at now holds nobody back: only a later one is remembered.
+if last_key and due > now and due > last then store(last_key, due) end
 local ticket = 0
 if seq_key and due > now then
   -- The reservation waits: its ticket, and how to undo it while it is the
   -- latest ("ticket:last before:last after:tat before:tat after:...").
   local old = redis.call('GET', seq_key) or ''
   ticket = (tonumber(string.match(old, '^%d+')) or 0) + 1
-  undo[1] = tostring(ticket)
+  local undo = {tostring(ticket), string.format('%.0f', last),
+    string.format('%.0f', math.max(due, last))}
+  for i = 1, budgets do
+    undo[#undo + 1] = string.format('%.0f', before[i])
+    undo[#undo + 1] = string.format('%.0f', tats[i])
+  end
   local value = table.concat(undo, ':')
   if ARGV[3] == '' then
     redis.call('SET', seq_key, value, 'PX', math.ceil((due - now) / 1000) + 1)
