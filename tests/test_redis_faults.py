@@ -270,3 +270,42 @@ def test_reset_follows_on_error_while_redis_is_down(
         limiter.reset()
         bucket.reset()
         assert bucket.try_acquire()
+
+
+@pytest.mark.parametrize("on_error", ["local", "allow", "deny"])
+async def test_every_method_follows_on_error_while_redis_is_down(
+    own_redis: RedisServer, unique_key: str, on_error: str
+) -> None:
+    backend = rk.RedisBackend(own_redis.url, on_error=on_error, timeout=0.2)
+    limiter = rk.Limiter(rpm=60, tpm=1000, backend=backend, key=unique_key)
+    bucket = rk.RedisTokenBucket(backend, unique_key, rate=1, capacity=5)
+    users = rk.KeyedLimiter(1, 5, backend=backend)
+    own_redis.kill()
+    # Never raise: reading, pausing, adopting, giving back.
+    limiter.pause(0.01)
+    limiter.update_from_headers({"x-ratelimit-remaining-requests": "3"})
+    limiter.available("rpm")
+    limiter.stats()
+    bucket.wait_time()
+    bucket.refund(1)
+    users.wait_time("u")
+    granting = [
+        lambda: limiter.acquire(tokens=1, timeout=0.1),
+        lambda: bucket.acquire(timeout=0.1),
+        lambda: users.acquire("u", timeout=0.1),
+        limiter.reset,
+        bucket.reset,
+        lambda: users.reset("u"),
+    ]
+    for call in granting:
+        if on_error == "deny":
+            with pytest.raises(rk.RateLimitError):
+                call()
+        else:
+            call()
+    assert bucket.try_acquire() is (on_error != "deny")
+    if on_error == "deny":
+        with pytest.raises(rk.RateLimitError):
+            await limiter.acquire_async(tokens=1, timeout=0.1)
+    else:
+        await limiter.acquire_async(tokens=1, timeout=0.1)

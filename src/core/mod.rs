@@ -3,6 +3,8 @@
 //! The bindings in `crate::py` validate arguments, call into here and map the
 //! results; `cargo test --no-default-features` tests this module alone.
 
+pub mod bucket;
+pub mod budget;
 pub mod clock;
 pub mod gcra;
 pub mod limit;

@@ -70,16 +70,35 @@ if mode == 'adopt' then
   return {0, 0}
 end
 if mode == 'refund' or mode == 'cancel' then
-  -- A cancel (ARGV[2]: the ticket) of the latest reservation, with nobody
-  -- reserved after it, gives its units back exactly.
-  local latest = mode == 'cancel' and seq_key ~= nil and ARGV[2] ~= '0'
-    and redis.call('GET', seq_key) == ARGV[2]
+  -- A cancel (ARGV[2]: the ticket) of the latest reservation, nobody having
+  -- reserved after it, is undone exactly: each state it moved, and has not
+  -- moved since, goes back to what it was (the seq key holds that undo).
+  local undo
+  if mode == 'cancel' and seq_key and ARGV[2] ~= '0' then
+    local fields = {}
+    for f in string.gmatch(redis.call('GET', seq_key) or '', '[^:]+') do
+      fields[#fields + 1] = f
+    end
+    if fields[1] == ARGV[2] and #fields == 3 + 2 * budgets then undo = fields end
+  end
+  if undo then
+    if last_key and last == tonumber(undo[3]) then store(last_key, tonumber(undo[2])) end
+    for i = 1, budgets do
+      local prev, after = tonumber(undo[2 + 2 * i]), tonumber(undo[3 + 2 * i])
+      if tats[i] == after then
+        store(KEYS[i], prev)
+        tats[i] = math.max(prev, now)
+      end
+    end
+    redis.call('SET', seq_key, undo[1], 'KEEPTTL')
+    return {0, tats[1] - now}
+  end
   for i = 1, budgets do
     -- Otherwise a budget more than a full bucket ahead has reservations
     -- waiting, each already told its grant time: units given back now would
     -- let a newcomer in beside them. They are kept (the waiters cannot move
     -- up without a queue here); only a budget nobody waits on is refunded.
-    if latest or tats[i] <= now + tonumber(ARGV[3 + 2 * i]) then
+    if tats[i] <= now + tonumber(ARGV[3 + 2 * i]) then
       local tat = tats[i] - tonumber(ARGV[2 + 2 * i])
       if tat < now then tat = now end
       store(KEYS[i], tat)
@@ -95,7 +114,9 @@ end
 -- Every budget is charged at the common grant time `due`, not at now: a
 -- budget charged early would count the grant before it happens, and grants
 -- held back (by a pause or another budget) would then bunch up.
+local before = {}
 for i = 1, budgets do
+  before[i] = tats[i]
   local cost = tonumber(ARGV[2 + 2 * i])
   if cost > 0 then
     if due > tats[i] then tats[i] = due end
@@ -103,10 +124,25 @@ for i = 1, budgets do
     store(KEYS[i], tats[i])
   end
 end
-if last_key and due > last then store(last_key, due) end
+-- A grant at now holds nobody back: only a later one is remembered.
+if last_key and due > now and due > last then store(last_key, due) end
 local ticket = 0
 if seq_key and due > now then
-  ticket = redis.call('INCR', seq_key)
-  if ARGV[3] == '' then redis.call('PEXPIRE', seq_key, math.ceil((due - now) / 1000) + 1) end
+  -- The reservation waits: its ticket, and how to undo it while it is the
+  -- latest ("ticket:last before:last after:tat before:tat after:...").
+  local old = redis.call('GET', seq_key) or ''
+  ticket = (tonumber(string.match(old, '^%d+')) or 0) + 1
+  local undo = {tostring(ticket), string.format('%.0f', last),
+    string.format('%.0f', math.max(due, last))}
+  for i = 1, budgets do
+    undo[#undo + 1] = string.format('%.0f', before[i])
+    undo[#undo + 1] = string.format('%.0f', tats[i])
+  end
+  local value = table.concat(undo, ':')
+  if ARGV[3] == '' then
+    redis.call('SET', seq_key, value, 'PX', math.ceil((due - now) / 1000) + 1)
+  else
+    redis.call('SET', seq_key, value)
+  end
 end
 return {due - now, tats[1] - now, ticket}

@@ -1,9 +1,10 @@
 //! One rule, checked in two languages: random sequences of acquire,
-//! try_acquire, pause and adopt run through the core (`Budgets`, on a manual
+//! try_acquire, pause, adopt and the cancel of the latest reservation run
+//! through the core (`Budgets`, on a manual
 //! clock) and through the Lua script (on a real redis-server started here,
 //! with the same fixed `now`), and every decision and grant time must agree.
 //!
-//! Refunds, cancels and reconciles are not compared, nor a pause or an
+//! Refunds, other cancels and reconciles are not compared, nor a pause or an
 //! adoption while reservations wait: in-process, waiters move up when one
 //! ahead gives back and are placed again after a pause or the server's view;
 //! the script has no queue of waiters (each already sleeps until its time)
@@ -11,7 +12,7 @@
 
 use super::*;
 use crate::core::clock::{Clock, ManualClock, Nanos};
-use crate::core::limiter::{Amounts, Budget, Budgets, ServerBudget, BUDGETS};
+use crate::core::limiter::{Amounts, Budget, Budgets, Grant, ServerBudget, BUDGETS};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::net::{TcpListener, TcpStream};
@@ -62,6 +63,7 @@ enum Op {
     Acquire(u8, u8, Option<u64>),
     Pause(u64),
     Adopt(usize, u8),
+    CancelLatest,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -71,6 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(a, b, w)| Op::Acquire(a, b, w)),
         1 => (1u64..3_000).prop_map(Op::Pause),
         1 => (any::<usize>(), 0u8..=6).prop_map(|(b, n)| Op::Adopt(b, n)),
+        1 => Just(Op::CancelLatest),
     ]
 }
 
@@ -99,7 +102,14 @@ struct Case<'a> {
     clock: Arc<ManualClock>,
     /// The latest grant time so far: waiters remain while it is ahead.
     last_grant: Nanos,
+    /// The latest reservation, while it waits and nobody reserved after it:
+    /// its grant, its ticket on Redis, and its per-budget arguments.
+    latest: Option<Latest>,
 }
+
+/// A reservation waiting on both sides: its grant, its ticket on Redis, and
+/// its per-budget (cost, tau) arguments.
+type Latest = (Grant, i64, Vec<(i64, u64)>);
 
 impl Case<'_> {
     fn now_us(&self) -> u64 {
@@ -156,6 +166,7 @@ impl Case<'_> {
                         prop_assert!(reply[0] >= 0, "the script refused: {reply:?}");
                         prop_assert_eq!((grant.at - now).0, reply[0] as u64 * 1000);
                         self.last_grant = self.last_grant.max(grant.at);
+                        self.latest = (grant.ticket != 0).then(|| (grant, reply[2], per_budget));
                     }
                     Err(wait) => {
                         prop_assert_eq!(reply[0], -1, "the script granted");
@@ -186,6 +197,17 @@ impl Case<'_> {
                     })
                     .collect();
                 self.eval(Mode::Adopt, "-1".to_owned(), &per_budget);
+            }
+            Op::CancelLatest => {
+                // The latest reservation, still waiting, is undone exactly on
+                // both sides.
+                let now = self.clock.now();
+                if let Some((grant, ticket, per_budget)) = self.latest.take() {
+                    if grant.at > now {
+                        self.budgets.cancel(&grant);
+                        self.eval(Mode::Cancel, ticket.to_string(), &per_budget);
+                    }
+                }
             }
             Op::Adopt(..) | Op::Pause(_) => {}
         }
@@ -242,6 +264,7 @@ fn the_script_and_the_core_grant_at_the_same_times() {
                 used,
                 clock,
                 last_grant: Nanos::ZERO,
+                latest: None,
             };
             for op in ops {
                 case.step(op, split)?;

@@ -113,13 +113,17 @@ fn left_until(deadline: Instant) -> Result<Duration, Unavailable> {
     Ok(left)
 }
 
-/// Runs `script` on a blocking connection, reading and writing by `deadline`.
+/// Runs `script` on a blocking connection, reading and writing by
+/// `deadline`. A pooled connection already reads and writes within the
+/// whole timeout, which a call taken from the pool has left: only a new
+/// one (whose connecting took some of it) is set (two system calls).
 fn invoke_blocking(
     connection: &mut BlockingConnection,
     script: &Script,
     keys: &[String],
     args: &[String],
     deadline: Instant,
+    fresh: bool,
 ) -> ::redis::RedisResult<Vec<i64>> {
     let mut invocation = script.prepare_invoke();
     for key in keys {
@@ -130,11 +134,13 @@ fn invoke_blocking(
     }
     match connection {
         BlockingConnection::Single(conn) => {
-            let left = left_until(deadline).map_err(|e| {
-                ::redis::RedisError::from((::redis::ErrorKind::Io, "timed out", e.0))
-            })?;
-            conn.set_read_timeout(Some(left))?;
-            conn.set_write_timeout(Some(left))?;
+            if fresh {
+                let left = left_until(deadline).map_err(|e| {
+                    ::redis::RedisError::from((::redis::ErrorKind::Io, "timed out", e.0))
+                })?;
+                conn.set_read_timeout(Some(left))?;
+                conn.set_write_timeout(Some(left))?;
+            }
             invocation.invoke(conn)
         }
         BlockingConnection::Cluster(conn) => invocation.invoke(conn),
@@ -340,18 +346,26 @@ impl Store {
             Some(connection) => (connection, false),
             None => (self.connect_blocking(deadline)?, true),
         };
-        let reply = match invoke_blocking(&mut connection, script, keys, args, deadline) {
+        let reply = match invoke_blocking(&mut connection, script, keys, args, deadline, fresh) {
             Err(err) if !fresh && is_dropped(&err) => {
                 self.pool.lock().clear();
                 connection = self.connect_blocking(deadline)?;
-                invoke_blocking(&mut connection, script, keys, args, deadline)
+                invoke_blocking(&mut connection, script, keys, args, deadline, true)
             }
             reply => reply,
         };
         match reply {
             Ok(value) => {
-                // A connection that failed is dropped, not pooled: the next
+                // Pooled with the whole timeout for its next call; a
+                // connection that failed is dropped, not pooled: the next
                 // call connects afresh.
+                if let BlockingConnection::Single(conn) = &connection {
+                    if conn.set_read_timeout(Some(self.timeout)).is_err()
+                        || conn.set_write_timeout(Some(self.timeout)).is_err()
+                    {
+                        return Ok(value);
+                    }
+                }
                 self.pool.lock().push(connection);
                 Ok(value)
             }
