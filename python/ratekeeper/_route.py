@@ -20,6 +20,7 @@ from . import _tokens
 from ._attempts import UNLIMITED, Attempts
 from ._events import emit
 from ._guarding import clone_breaker
+from ._learning import LearningLimiter, learning_for
 from ._usage_reader import UsageReader
 from .cache import ResponseCache
 from .classify import is_rate_limited
@@ -143,6 +144,8 @@ class Route:
         clock = getattr(policy, "_clock", None)
         self.now: Callable[[], float] = time.monotonic if clock is None else clock.now
         self.update_from_headers = getattr(limiter, "update_from_headers", None)
+        # The budgets the user did not give, learned from the server (SPEC 12).
+        self.learning = learning_for(limiter, clock)
 
     # -- what a request is ----------------------------------------------------
     def model_call(self, request: Any) -> Optional[ModelCall]:
@@ -184,8 +187,12 @@ class Route:
         if call is None:
             return Attempts(self.pause_only, self.policy)
         estimate = call.estimate
+        learning = self.learning
+        limiter = self.limiter
+        if learning is not None:
+            limiter = LearningLimiter(limiter, learning.model(model), self.policy)
         return Attempts(
-            self.limiter,
+            limiter,
             self.policy,
             self.breaker_for(model),
             timeout=self.timeout,
@@ -195,11 +202,17 @@ class Route:
         )
 
     # -- after an attempt -----------------------------------------------------
-    def adopt(self, response: Any) -> None:
-        """Learns from the headers of a response (not a 429: its wait is the retry's)."""
+    def adopt(self, response: Any, permit: Any = None) -> None:
+        """Learns from the headers of a response (not a 429: its wait is the retry's).
+
+        ``permit`` (the attempt's) also learns the limits it states, a 429's included.
+        """
         update = self.update_from_headers
         if update is not None and response.status_code != 429:
             update(response.headers)
+        learn = getattr(permit, "learn", None)
+        if learn is not None:
+            learn(response)
 
     def finisher(self, permit: Any, reader: Optional[UsageReader]) -> Callable[[], None]:
         """What runs once when the response body ends: reconcile the charge, release."""

@@ -191,18 +191,18 @@ def _make_classes(backend: str) -> tuple[type, type]:
                 raise _Uncached(response)
             return response.status_code, response.headers.raw, content
 
-        def _send(self, request: Any) -> Any:
+        def _send(self, request: Any, permit: Any = None) -> Any:
             response = self.inner.handle_request(request)
             if response.status_code >= 400:
                 response.read()
                 response.close()
-                self.route.adopt(response)
+                self.route.adopt(response, permit)
                 raise StatusFailure(response)
             return response
 
         def _attempt(self, request: Any, permit: Any) -> Any:
-            response = self._send(request)
-            self.route.adopt(response)
+            response = self._send(request, permit)
+            self.route.adopt(response, permit)
             return watch(self.route, response, permit, WatchedStream)
 
         def _models(self, request: Any, call: ModelCall) -> Any:
@@ -276,18 +276,18 @@ def _make_classes(backend: str) -> tuple[type, type]:
             status, headers, content = await cache.get_or_call_async(key, fetch)
             return module.Response(status, headers=headers, content=content, request=request)
 
-        async def _send(self, request: Any) -> Any:
+        async def _send(self, request: Any, permit: Any = None) -> Any:
             response = await self.inner.handle_async_request(request)
             if response.status_code >= 400:
                 await response.aread()
                 await response.aclose()
-                self.route.adopt(response)
+                self.route.adopt(response, permit)
                 raise StatusFailure(response)
             return response
 
         async def _attempt(self, request: Any, permit: Any) -> Any:
-            response = await self._send(request)
-            self.route.adopt(response)
+            response = await self._send(request, permit)
+            self.route.adopt(response, permit)
             return watch(self.route, response, permit, AsyncWatchedStream)
 
         async def _models(self, request: Any, call: ModelCall) -> Any:
