@@ -136,3 +136,28 @@ def test_concurrent_first_calls_wait_for_the_first_response() -> None:
 
     # Without the wait, 15 of the 25 would have gone out before any limit was known.
     assert asyncio.run(run()) == 0
+
+
+def test_learned_budgets_are_shared_through_redis_with_the_users_limiter(
+    redis_url: str, unique_key: str
+) -> None:
+    backend = rk.RedisBackend(redis_url)
+    with MockProvider(rpm=600, burst=10, tolerance=0.0) as provider:
+        clients = [
+            rk.wrap(
+                openai.OpenAI(base_url=provider.base_url, api_key="k"),
+                limiter=rk.Limiter(tpm=1_000_000, backend=backend, key=unique_key),
+            )
+            for _ in range(2)
+        ]
+        for client in clients:
+            _ask(client, "gpt-a")
+        for client in clients:
+            assert client.ratekeeper_limiter.stats()["learned"] == {"gpt-a": {"rpm": 600.0}}
+        # Both learned limiters spend one budget on Redis: 10 more go at once
+        # between them (the server's burst, from `remaining`), not 10 each.
+        shared = rk.Limiter(rpm=600, backend=backend, key=f"{unique_key}:learned:gpt-a")
+        assert shared.available("rpm") == pytest.approx(8.0, abs=1.0)
+        for index in range(30):
+            _ask(clients[index % 2], "gpt-a")
+        assert provider.rate_limited == 0
