@@ -42,6 +42,7 @@ async def wrapped_calls(provider: MockProvider, calls: int) -> tuple[float, int]
     started = time.monotonic()
     results = await asyncio.gather(*(one() for _ in range(calls)), return_exceptions=True)
     wall = time.monotonic() - started
+    await client.close()
     return wall, sum(isinstance(result, BaseException) for result in results)
 
 

@@ -115,6 +115,24 @@ def test_without_limit_headers_the_rate_adapts_to_the_server_limit() -> None:
     assert later_429s < calls * 0.05
 
 
+def test_the_adaptive_rate_does_not_grow_while_the_load_stays_below_it() -> None:
+    clock = rk.ManualClock()
+    with MockProvider(rpm=600, burst=10, limit_headers=False, clock=clock) as provider:
+        client = rk.wrap(
+            openai.OpenAI(base_url=provider.base_url, api_key="k"),
+            limiter=rk.Limiter(clock=clock),
+            retry=rk.Retry(clock=clock),
+        )
+        while provider.rate_limited == 0:
+            _ask(client, "gpt-a")
+        _ask(client, "gpt-a")
+        before = client.ratekeeper_limiter.stats()["learned"]["gpt-a"]["rpm"]
+        for _ in range(60):  # one call a second for a minute
+            clock.advance(1.0)
+            _ask(client, "gpt-a")
+    assert client.ratekeeper_limiter.stats()["learned"]["gpt-a"]["rpm"] == pytest.approx(before)
+
+
 def test_without_limit_headers_nothing_is_paced_before_a_429() -> None:
     with MockProvider(rpm=None, limit_headers=False) as provider:
         client = rk.wrap(openai.OpenAI(base_url=provider.base_url, api_key="k"))

@@ -128,6 +128,7 @@ class ModelBudgets:
         self.estimating = False  # a first 429 came: the rate is set at the next request
         self.next_at = 0.0
         self.paused_until = 0.0
+        self.binding = False  # the last place taken was waited for
         self.generation = 0  # moves on each decrease and pause: places taken before go stale
         self.decreases = 0  # moves on each decrease: a loss event's other 429s are not counted
         self.increased_at = 0.0
@@ -173,6 +174,7 @@ class ModelBudgets:
                 return 0.0
             at = max(now, self.next_at)
             self.next_at = at + 1.0 / rate
+            self.binding = at > now
         return at - now
 
     def wait(self, sleep: Callable[[float], Any]) -> int:
@@ -251,15 +253,23 @@ class ModelBudgets:
             self.limiter._adopt(budget, remaining, *rest)
 
     def succeeded(self) -> None:
-        """A request got through: counted for the first estimate; the rate grows."""
+        """A request got through: counted for the first estimate; the rate grows.
+
+        Only while the rate is what holds the requests back (the last place
+        taken had to be waited for): a light load that never meets the rate
+        tells nothing about the server, and a rate grown through an idle
+        hour would take many 429s to bring down again.
+        """
         now = self.learning.now()
         with self._lock:
             successes = self.successes
             successes.append(now)
             while successes and successes[0] < now - 1.0:
                 successes.popleft()
-            if self.rate is not None:
-                self.rate += self.step * max(0.0, now - self.increased_at)
+            rate = self.rate
+            if rate is not None:
+                if self.binding:
+                    self.rate = rate + self.step * max(0.0, now - self.increased_at)
                 self.increased_at = now
 
     def rate_limited(self, decreases: int) -> None:
