@@ -220,7 +220,7 @@ class ModelBudgets:
                 self.learning.per_key = True
                 target = self.learning.model(None)
             target._learn_limits(found, limits)
-        if response.status_code < 400:
+        if response.status_code < 400 and self.learning.learns_requests:
             self.succeeded()
 
     def _learn_limits(self, found: dict[str, float], limits: ServerLimits) -> None:
