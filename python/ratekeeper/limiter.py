@@ -2,9 +2,10 @@
 
 ``Limiter`` and ``Permit`` are the compiled classes themselves (an exact
 builtin type keeps CPython's fast call path): ``acquire`` (blocking, GIL
-released), ``pause``, ``stats`` and the permits are Rust. This module attaches,
-once at import, only what runs on an event loop (``acquire_async``) and the
-reading of the server's headers (``update_from_headers``).
+released), ``pause`` and the permits are Rust. This module attaches, once at
+import, only what runs on an event loop (``acquire_async``), the reading of
+the server's headers (``update_from_headers``), and ``stats`` (Rust's
+counters plus ``learned``, the budgets the limiter's clients learned).
 
 How tokens map to budgets: ``tokens`` is the request's total and feeds
 ``tpm``. ``input_tokens`` feeds ``itpm`` and ``output_tokens`` feeds
