@@ -29,7 +29,7 @@ from ._events import emit
 from .headers import ServerLimits, read_limits
 from .limiter import LEARNED, adopt_server_limits
 
-__all__ = ["Learning", "LearningLimiter", "learning_for"]
+__all__ = ["KNOWN", "Learning", "ModelBudgets", "adaptive_pace", "learning_for"]
 
 _REGISTRY_LOCK = threading.Lock()
 
@@ -40,7 +40,7 @@ _POLL = 0.01  # seconds between looks at whether the first response is in
 BETA = 0.8  # the multiplicative decrease on a 429
 ALPHA = 0.05  # the additive increase per second, as a share of the rate after the last decrease
 MIN_RATE = 1.0 / 60.0  # requests per second: never slower than one a minute
-_UNKNOWN, _PROBING, _KNOWN = range(3)
+_UNKNOWN, _PROBING, KNOWN = range(3)
 
 
 def learning_for(limiter: Any, clock: Any = None) -> Optional[Learning]:
@@ -145,7 +145,7 @@ class ModelBudgets:
     # -- before a request -----------------------------------------------------
     def gate(self) -> float:
         """Seconds to wait before looking again (the first response is not in), or 0: go."""
-        if self.state == _KNOWN:
+        if self.state == KNOWN:
             return 0.0
         with self._lock:
             now = self.learning.now()
@@ -211,7 +211,7 @@ class ModelBudgets:
     # -- after a response -------------------------------------------------------
     def learn(self, response: Any) -> None:
         """Reads a response: learns its limits, tightens to ``remaining``, adapts the rate."""
-        self.state = _KNOWN
+        self.state = KNOWN
         limits = read_limits(response.headers)
         found = _limits_of(limits)
         if found:
@@ -309,117 +309,6 @@ class ModelBudgets:
         self.rate = rate
         self.step = rate * ALPHA
         self.increased_at = now
-
-
-class LearnedPermit:
-    """The user's permit and the learned limiter's, released and reconciled together."""
-
-    __slots__ = ("budgets", "inner", "outer")
-
-    def __init__(self, outer: Any, inner: Any, budgets: ModelBudgets) -> None:
-        self.outer = outer
-        self.inner = inner
-        self.budgets = budgets
-
-    def learn(self, response: Any) -> None:
-        self.budgets.learn(response)
-
-    def reconcile(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            self.outer.reconcile(*args, **kwargs)
-        finally:
-            if self.inner is not None:
-                self.inner.reconcile(*args, **kwargs)
-
-    def release(self) -> None:
-        # A first request that failed without a response must not hold the others back.
-        self.budgets.state = _KNOWN
-        try:
-            self.outer.release()
-        finally:
-            if self.inner is not None:
-                self.inner.release()
-
-
-class LearningLimiter:
-    """One call's limiter: the user's, then the model's learned limiter and adaptive pace."""
-
-    __slots__ = ("budgets", "decreases", "events_source", "policy", "user")
-
-    def __init__(self, user: Any, budgets: ModelBudgets, policy: Any) -> None:
-        self.user = user
-        self.budgets = budgets
-        self.policy = policy
-        self.events_source = getattr(user, "events_source", user)
-        self.decreases = -1
-
-    def acquire(self, *args: Any, **kwargs: Any) -> LearnedPermit:
-        budgets, sleep = self.budgets, self.policy.sleep
-        wait = budgets.gate()
-        while wait:
-            sleep(wait)
-            wait = budgets.gate()
-        permit = self.user.acquire(*args, **kwargs)
-        inner = None
-        try:
-            learned = budgets.limiter
-            if learned is not None:
-                inner = _take(learned.acquire, args, kwargs)
-            self.decreases = budgets.wait(sleep)
-        except BaseException:
-            if inner is not None:
-                inner.release()
-            permit.release()
-            raise
-        return self._granted(permit, inner)
-
-    async def acquire_async(self, *args: Any, **kwargs: Any) -> LearnedPermit:
-        budgets, sleep = self.budgets, self.policy.sleep_async
-        wait = budgets.gate()
-        while wait:
-            await sleep(wait)
-            wait = budgets.gate()
-        permit = await self.user.acquire_async(*args, **kwargs)
-        inner = None
-        try:
-            learned = budgets.limiter
-            if learned is not None:
-                inner = await _take_async(learned.acquire_async, args, kwargs)
-            self.decreases = await budgets.wait_async(sleep)
-        except BaseException:
-            if inner is not None:
-                inner.release()
-            permit.release()
-            raise
-        return self._granted(permit, inner)
-
-    def _granted(self, permit: Any, inner: Any) -> LearnedPermit:
-        return LearnedPermit(permit, inner, self.budgets)
-
-    def pause(self, seconds: float) -> None:
-        self.user.pause(seconds)
-        self.budgets.pause(seconds)
-
-    def _count_rate_limited(self) -> None:
-        self.user._count_rate_limited()
-        self.budgets.rate_limited(self.decreases)
-
-    def _count_retry(self) -> None:
-        self.user._count_retry()
-
-
-def _take(acquire: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    try:
-        return acquire(*args, **kwargs)
-    except ValueError:  # more tokens than the learned budget holds: the request alone
-        return acquire(0, *args[1:])
-
-
-async def _take_async(acquire: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    try:
-        return await acquire(*args, **kwargs)
-    except ValueError:
-        return await acquire(0, *args[1:])
 
 
 def adaptive_pace(clock: Any = None) -> ModelBudgets:

@@ -20,7 +20,8 @@ from . import _tokens
 from ._attempts import UNLIMITED, Attempts
 from ._events import emit
 from ._guarding import clone_breaker
-from ._learning import LearningLimiter, learning_for
+from ._learning import learning_for
+from ._learning_limiter import LearningLimiter
 from ._usage_reader import UsageReader
 from .cache import ResponseCache
 from .classify import is_rate_limited
