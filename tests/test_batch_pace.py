@@ -89,3 +89,27 @@ async def test_a_batch_beyond_the_burst_finishes_near_the_ideal_time(tmp_path: P
     assert summary.failed == 0
     assert rejected == 0
     assert summary.wall < 1.5 * ideal, f"{summary.wall:.2f} s against an ideal of {ideal:.1f} s"
+
+
+async def test_a_batch_without_rpm_or_limit_headers_adapts_to_the_providers_rate(
+    tmp_path: Path,
+) -> None:
+    # No budget and no header to learn one from: after the first burst of
+    # 429s the rate adapts, so the retries get through and few more 429s come.
+    n = 150
+    source = tmp_path / "in.jsonl"
+    message = [{"role": "user", "content": "hi"}]
+    source.write_text("".join(json.dumps({"id": i, "messages": message}) + "\n" for i in range(n)))
+    with MockProvider(rpm=3000, burst=10, limit_headers=False) as provider:
+        options = BatchOptions(
+            source,
+            tmp_path / "out.jsonl",
+            model="gpt-4o-mini",
+            base_url=provider.base_url,
+            concurrency=32,
+            show_progress=False,
+        )
+        summary = await run_batch(options)
+        rejected = provider.rate_limited
+    assert summary.failed == 0
+    assert rejected < n // 2, f"{rejected} 429s for {n} lines"

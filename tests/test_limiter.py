@@ -147,6 +147,24 @@ def test_after_a_pause_held_and_new_requests_do_not_bunch_up() -> None:
     assert [round((b - a) / 1e9, 6) for a, b in zip(dues, dues[1:])] == [1.0] * 4
 
 
+def test_after_a_pause_many_waiters_leave_at_the_budgets_pace_in_arrival_order() -> None:
+    import asyncio
+
+    limiter, clock = manual(rpm=600)  # a full bucket of 600: without care, a burst of 20
+    granted: list[tuple[int, float]] = []
+
+    async def one(index: int) -> None:
+        await limiter.acquire_async()
+        granted.append((index, round(clock.now(), 6)))
+
+    async def run() -> None:
+        limiter.pause(2.0)
+        await asyncio.gather(*(one(i) for i in range(20)))
+
+    asyncio.run(run())
+    assert granted == [(i, round(2.0 + i * 0.1, 6)) for i in range(20)]
+
+
 # ---------------------------------------------------------------- permits
 
 

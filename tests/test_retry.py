@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from scripted_server import ScriptedServer
+from scripted_server import ScriptedServer, rate_limited
 
 import ratekeeper as rk
 
@@ -456,3 +456,42 @@ async def test_before_sleep_runs_on_the_async_path_and_can_stop_the_retries() ->
 def test_before_sleep_must_be_callable() -> None:
     with pytest.raises(TypeError, match="before_sleep"):
         rk.Retry(before_sleep=3)  # type: ignore[arg-type]
+
+
+def test_deadline_bounds_a_run_against_a_server_that_only_answers_429() -> None:
+    clock = rk.ManualClock()
+    with ScriptedServer() as server:
+        server.responder = lambda hit: rate_limited(retry_after=0.7)
+        client = rk.wrap(
+            openai.OpenAI(base_url=server.openai_url, api_key="k"),
+            limiter=rk.Limiter(clock=clock),
+            retry=rk.Retry(max_retries=1000, deadline=10.0, clock=clock),
+        )
+        with pytest.raises(openai.RateLimitError):
+            ask(client)
+        hits = server.hit_count()
+    # Attempts at 0, 0.7, ... 9.8: the 16th would start past the deadline.
+    assert hits == 15
+    assert clock.now() <= 10.0
+
+
+def test_deadline_raises_retry_error_for_a_plain_call() -> None:
+    clock = rk.ManualClock()
+    calls: list[float] = []
+
+    def failing() -> None:
+        calls.append(clock.now())
+        raise TimeoutError("slow")
+
+    policy = rk.Retry(max_retries=100, backoff=StepBackoff(), deadline=7.0, clock=clock)
+    with pytest.raises(rk.RetryError, match="deadline"):
+        policy.call(failing)
+    assert calls == [0.0, 1.0, 3.0, 6.0]  # the next, at 10.0, is past 7.0
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan")])
+def test_deadline_must_be_a_positive_number_of_seconds(bad: float) -> None:
+    with pytest.raises(ValueError, match="deadline"):
+        rk.Retry(deadline=bad)
+    with pytest.raises(TypeError, match="deadline"):
+        rk.Retry(deadline="5")  # type: ignore[arg-type]

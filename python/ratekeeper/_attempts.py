@@ -18,15 +18,16 @@ a granted first attempt runs no extra code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
 
 from . import _events
 from ._guarding import abandon_breaker, enter_breaker, settle_breaker
 from .classify import is_rate_limited, status_of
+from .errors import RetryError
 
 if TYPE_CHECKING:
-    from .retrying import Retry
+    from .retrying import Retry, RetryDecision
 
 __all__ = [
     "ATTEMPT",
@@ -117,6 +118,7 @@ class Attempts:
         "model",
         "number",
         "policy",
+        "started",
         "ticket",
         "wait",
     )
@@ -145,6 +147,7 @@ class Attempts:
             else {"input_tokens": input_tokens, "output_tokens": output_tokens}
         )
         self.number = 0
+        self.started = policy.now() if policy.deadline is not None else 0.0
         self.ticket: Any = None
         self.failure: Optional[Exception] = None
         self.wait = 0.0
@@ -207,6 +210,8 @@ class Attempts:
             limiter._count_rate_limited()
             wait = decision.server_wait if decision.server_wait is not None else decision.delay
             _events.emit("rate_limited", source, model=self.model, wait=wait, attempt=self.number)
+        if decision.retry and policy.deadline is not None:
+            decision = self._within_deadline(decision, failure)
         if not decision.retry:
             self.error = decision.error_for(failure)
             if decision.give_up is not None:
@@ -237,6 +242,22 @@ class Attempts:
             wait = 0.0
         self.wait = wait
         return True
+
+    def _within_deadline(self, decision: RetryDecision, failure: Exception) -> RetryDecision:
+        """``decision``, or giving up when the next attempt would start past the deadline."""
+        deadline = self.policy.deadline
+        assert deadline is not None
+        elapsed = self.policy.now() - self.started
+        if elapsed + decision.delay <= deadline:
+            return decision
+        give_up = RetryError(
+            failure,
+            self.number,
+            f"the next attempt would start {elapsed + decision.delay:.3f}s after the first, "
+            f"past the deadline of {deadline}s; gave up after {self.number} attempt(s): "
+            f"{failure!r}",
+        )
+        return replace(decision, retry=False, delay=0.0, give_up=give_up)
 
 
 def run_sync(attempts: Attempts, call: Callable[[Any], T]) -> T:

@@ -27,6 +27,7 @@ import httpcore
 
 from . import Backoff, Limiter, read_limits, retry_after
 from ._batch_formats import BatchInputError, Job, Outcome, usage_tokens
+from ._learning import adaptive_pace
 
 DEFAULT_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -162,6 +163,8 @@ class Sender:
         self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
         self.learned: dict[str, float] = {}
         self.learning = True
+        # Without a budget or limit headers, the request rate adapts to the 429s (AIMD).
+        self.adaptive = adaptive_pace()
         # With no budget given, one request goes first and the others wait for
         # its answer: its headers say the limits before a burst can hit them.
         self.first_answer: Optional[asyncio.Event] = None
@@ -229,6 +232,9 @@ class Sender:
         for attempt in range(self.max_retries + 1):
             tokens = min(job.tokens, self.tpm) if self.tpm else 0
             permit = await self.limiter.acquire_async(tokens)
+            paced_after = -1
+            if self.rpm is None:
+                paced_after = await self.adaptive.wait_async(asyncio.sleep)
             begun = time.monotonic()
             in_flight[0] = True  # stays set if cancelled here: the caller records it as sent
             try:
@@ -238,7 +244,7 @@ class Sender:
             in_flight[0] = False
             outcome.attempts = attempt + 1
             outcome.elapsed = time.monotonic() - started
-            wait = self._settle(outcome, permit, begun, attempt)
+            wait = self._settle(outcome, permit, begun, attempt, paced_after)
             if wait is None:
                 break
             await asyncio.sleep(wait)
@@ -271,7 +277,9 @@ class Sender:
         result.headers = headers
         return result
 
-    def _settle(self, outcome: Outcome, permit: Any, begun: float, attempt: int) -> Optional[float]:
+    def _settle(
+        self, outcome: Outcome, permit: Any, begun: float, attempt: int, paced_after: int = -1
+    ) -> Optional[float]:
         """Reports the attempt; returns how long to wait before the next one, or None: done."""
         status, headers = outcome.status, outcome.headers
         tokens = usage_tokens(outcome.body) if outcome.ok else 0
@@ -294,6 +302,10 @@ class Sender:
                 wait = min(max(server, 0.0), MAX_SERVER_WAIT)
             if status == 429:
                 self.limiter.pause(wait)
+                self.adaptive.rate_limited(paced_after)
+                self.adaptive.pause(wait)
+        elif outcome.ok:
+            self.adaptive.succeeded()
         again = wait is not None and attempt < self.max_retries and not self.stopping()
         self.on_attempt(begun, time.monotonic(), status, outcome.error or "", tokens, again)
         if self.down_in_a_row >= self.stop_after:

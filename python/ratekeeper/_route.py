@@ -19,6 +19,8 @@ from typing import Any, Callable, Optional
 from . import _events, _tokens
 from ._attempts import UNLIMITED, Attempts
 from ._guarding import clone_breaker
+from ._learning import learning_for
+from ._learning_limiter import LearningLimiter
 from ._usage_reader import UsageReader
 from .cache import ResponseCache
 from .classify import is_rate_limited
@@ -142,6 +144,8 @@ class Route:
         clock = getattr(policy, "_clock", None)
         self.now: Callable[[], float] = time.monotonic if clock is None else clock.now
         self.update_from_headers = getattr(limiter, "update_from_headers", None)
+        # The budgets the user did not give, learned from the server (SPEC 12).
+        self.learning = learning_for(limiter, clock)
 
     # -- what a request is ----------------------------------------------------
     def model_call(self, request: Any) -> Optional[ModelCall]:
@@ -181,8 +185,12 @@ class Route:
         if call is None:
             return Attempts(self.pause_only, self.policy)
         estimate = call.estimate
+        learning = self.learning
+        limiter = self.limiter
+        if learning is not None:
+            limiter = LearningLimiter(limiter, learning.model(model), self.policy)
         return Attempts(
-            self.limiter,
+            limiter,
             self.policy,
             self.breaker_for(model),
             timeout=self.timeout,
@@ -192,19 +200,21 @@ class Route:
         )
 
     # -- after an attempt -----------------------------------------------------
-    def adopt(self, response: Any) -> None:
+    def adopt(self, response: Any, permit: Any = None) -> None:
         """Learns from the headers of a response (not a 429: its wait is the retry's).
 
         Only a response that carries rate-limit headers is read: the names are
         checked first, in one pass, so that a plain success costs little.
+        ``permit`` (the attempt's) also learns the limits it states, a 429's included.
         """
         update = self.update_from_headers
-        if update is None or response.status_code == 429:
-            return
-        headers = response.headers
-        names = b"|".join([name for name, _ in headers.raw]).lower()
-        if b"ratelimit" in names or b"retry-after" in names:
-            update(headers)
+        if update is not None and response.status_code != 429:
+            names = b"|".join([name for name, _ in response.headers.raw]).lower()
+            if b"ratelimit" in names or b"retry-after" in names:
+                update(response.headers)
+        learn = getattr(permit, "learn", None)
+        if learn is not None:
+            learn(response)
 
     def finisher(self, permit: Any, reader: Optional[UsageReader]) -> Callable[[], None]:
         """What runs once when the response body ends: reconcile the charge, release."""

@@ -206,22 +206,22 @@ class _SyncTransport:
             raise _Uncached(response)
         return response.status_code, response.headers.raw, content
 
-    def _send(self, request: Any, replay: Optional[_Replay]) -> Any:
+    def _send(self, request: Any, replay: Optional[_Replay], permit: Any = None) -> Any:
         if replay is not None:
             replay.before(request)
         response = self.inner.handle_request(request)
         if response.status_code >= 400:
             response.read()
             response.close()
-            self.route.adopt(response)
+            self.route.adopt(response, permit)
             if replay is not None:
                 replay.failed = response
             raise StatusFailure(response)
         return response
 
     def _attempt(self, request: Any, replay: Optional[_Replay], permit: Any) -> Any:
-        response = self._send(request, replay)
-        self.route.adopt(response)
+        response = self._send(request, replay, permit)
+        self.route.adopt(response, permit)
         return watch(self.route, response, permit, self._stream_class)
 
     def _models(self, request: Any, call: ModelCall) -> Any:
@@ -330,22 +330,22 @@ class _AsyncTransport:
             return route.surface(failure, self._module.Response, request)
         return self._module.Response(status, headers=headers, content=content, request=request)
 
-    async def _send(self, request: Any, replay: Optional[_Replay]) -> Any:
+    async def _send(self, request: Any, replay: Optional[_Replay], permit: Any = None) -> Any:
         if replay is not None:
             await replay.before_async(request)
         response = await self.inner.handle_async_request(request)
         if response.status_code >= 400:
             await response.aread()
             await response.aclose()
-            self.route.adopt(response)
+            self.route.adopt(response, permit)
             if replay is not None:
                 replay.failed = response
             raise StatusFailure(response)
         return response
 
     async def _attempt(self, request: Any, replay: Optional[_Replay], permit: Any) -> Any:
-        response = await self._send(request, replay)
-        self.route.adopt(response)
+        response = await self._send(request, replay, permit)
+        self.route.adopt(response, permit)
         return watch(self.route, response, permit, self._stream_class)
 
     async def _models(self, request: Any, call: ModelCall) -> Any:

@@ -2,9 +2,10 @@
 
 ``Limiter`` and ``Permit`` are the compiled classes themselves (an exact
 builtin type keeps CPython's fast call path): ``acquire`` (blocking, GIL
-released), ``pause``, ``stats`` and the permits are Rust. This module attaches,
-once at import, only what runs on an event loop (``acquire_async``) and the
-reading of the server's headers (``update_from_headers``).
+released), ``pause`` and the permits are Rust. This module attaches, once at
+import, only what runs on an event loop (``acquire_async``), the reading of
+the server's headers (``update_from_headers``), and ``stats`` (Rust's
+counters plus ``learned``, the budgets the limiter's clients learned).
 
 How tokens map to budgets: ``tokens`` is the request's total and feeds
 ``tpm``. ``input_tokens`` feeds ``itpm`` and ``output_tokens`` feeds
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import weakref
 from typing import Any, Callable, Optional
 
 from . import _core
@@ -203,6 +205,38 @@ def _check_max_retry_after(value: Optional[float]) -> Optional[float]:
     return seconds
 
 
+# What the clients of a limiter learned from the server, by limiter (ratekeeper._learning).
+LEARNED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_rust_stats = _core.Limiter.stats
+
+
+def learned_of(limiter: Any) -> dict[str, dict[str, float]]:
+    """What ``limiter``'s clients learned: model (or ``"*"``) -> {budget: amount per period}.
+
+    >>> learned_of(object())
+    {}
+    """
+    try:
+        learning = LEARNED.get(limiter)
+    except TypeError:  # not weakly referenceable: nothing was learned for it
+        return {}
+    return {} if learning is None else dict(learning.snapshot())
+
+
+def stats(self: _core.Limiter) -> dict[str, Any]:
+    """Counters: granted, rejected (timed out), cancelled, waited_seconds, rate_limited
+    (429s seen), retries, in_flight, waiting (for a slot), paused_for (seconds),
+    available and capacity (per budget), wait_histogram, and learned (model or ``"*"``
+    -> the budgets learned from the server, ``{"rpm": ..., "tpm": ...}``).
+
+    >>> Limiter(rpm=60).stats()["available"]
+    {'rpm': 60.0}
+    """
+    out: dict[str, Any] = _rust_stats(self)
+    out["learned"] = learned_of(self)
+    return out
+
+
 async def _permit_aenter(self: _core.Permit) -> _core.Permit:
     return self
 
@@ -217,6 +251,7 @@ _core.Permit.__aenter__ = _permit_aenter  # type: ignore[method-assign]
 _core.Permit.__aexit__ = _permit_aexit  # type: ignore[method-assign]
 _core.Limiter.acquire_async = acquire_async  # type: ignore[method-assign]
 _core.Limiter.update_from_headers = update_from_headers  # type: ignore[method-assign]
+_core.Limiter.stats = stats  # type: ignore[method-assign]
 
 Limiter = _core.Limiter
 Permit = _core.Permit

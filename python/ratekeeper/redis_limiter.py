@@ -41,7 +41,7 @@ from ._redis_keyed import RedisKeyedLimiter
 from ._redis_permit import RedisPermit, _Tokens
 from .errors import RateLimitError, RateLimitTimeout
 from .headers import read_limits
-from .limiter import adopt_server_limits
+from .limiter import adopt_server_limits, learned_of
 from .redis import RedisBudgets, _await_reply, _resolve, check_timeout
 
 __all__ = ["RedisKeyedLimiter", "RedisLimiter", "RedisPermit"]
@@ -341,6 +341,7 @@ class RedisLimiter:
         peeked = self._budgets._peek()
         out["paused_for"] = 0.0 if peeked is None else peeked[1]
         out["available"] = {name: self._available_from(peeked, name) for name in self._names}
+        out["learned"] = learned_of(self)
         return out
 
     def reset(self) -> None:

@@ -104,6 +104,9 @@ class Retry:
     ``exception``; ``wait``: seconds until the next attempt; ``model`` under
     ``wrap``); after a 429 the wait is a pause of the shared limiter. An
     exception it raises ends the retrying and reaches the caller.
+    ``deadline`` (seconds, ``None``: none) bounds the time of all attempts
+    and the waits between them: a retry that would start past it is not
+    made, ``RetryError`` is raised instead.
 
     >>> Retry(max_retries=3).call(lambda: "ok")
     'ok'
@@ -115,6 +118,7 @@ class Retry:
         "_sleep",
         "backoff",
         "before_sleep",
+        "deadline",
         "max_retries",
         "max_retry_after",
         "respect_retry_after",
@@ -132,6 +136,7 @@ class Retry:
         clock: Optional[Any] = None,
         sleep: Optional[Callable[[float], Any]] = None,
         before_sleep: Optional[Callable[[RetryState], Any]] = None,
+        deadline: Optional[float] = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise TypeError(f"max_retries must be an int, got {type(max_retries).__name__}")
@@ -166,12 +171,13 @@ class Retry:
         self._clock = clock
         self._sleep = sleep
         self.before_sleep = before_sleep
+        self.deadline = _check_deadline(deadline)
 
     def __repr__(self) -> str:
         return (
             f"Retry(max_retries={self.max_retries}, backoff={self.backoff!r}, "
             f"respect_retry_after={self.respect_retry_after}, "
-            f"max_retry_after={self.max_retry_after})"
+            f"max_retry_after={self.max_retry_after}, deadline={self.deadline})"
         )
 
     # -- the engine ---------------------------------------------------------
@@ -200,6 +206,14 @@ class Retry:
             delay = wait if wait is not None else float(self.backoff.delay(attempts - 1))
             return RetryDecision(True, max(0.0, delay), rate_limited, server_wait, None)
         return RetryDecision(False, 0.0, rate_limited, server_wait, give_up)
+
+    def now(self) -> float:
+        """The time this policy waits in (seconds): its clock's, else ``time.monotonic()``.
+
+        >>> Retry().now() > 0
+        True
+        """
+        return time.monotonic() if self._clock is None else float(self._clock.now())
 
     def sleep(self, seconds: float) -> None:
         """Waits ``seconds`` as this policy waits: real time, virtual time, or the hook.
@@ -295,6 +309,16 @@ class Retry:
         return cast(F, wrapper)
 
 
+def _check_deadline(value: Optional[float]) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"deadline must be a number of seconds or None, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"deadline must be a finite number of seconds > 0 or None, got {value}")
+    return float(value)
+
+
 @overload
 def retry(max_retries: F) -> F: ...
 @overload
@@ -308,6 +332,7 @@ def retry(
     clock: Optional[Any] = None,
     sleep: Optional[Callable[[float], Any]] = None,
     before_sleep: Optional[Callable[[RetryState], Any]] = None,
+    deadline: Optional[float] = None,
 ) -> Callable[[F], F]: ...
 def retry(
     max_retries: Any = 5,
@@ -319,6 +344,7 @@ def retry(
     clock: Optional[Any] = None,
     sleep: Optional[Callable[[float], Any]] = None,
     before_sleep: Optional[Callable[[RetryState], Any]] = None,
+    deadline: Optional[float] = None,
 ) -> Any:
     """Decorator retrying a sync or async function; the arguments of :class:`Retry`.
 
@@ -338,4 +364,5 @@ def retry(
         clock=clock,
         sleep=sleep,
         before_sleep=before_sleep,
+        deadline=deadline,
     )

@@ -331,11 +331,27 @@ impl Budgets {
 
     /// No grant before `seconds` from now; extends, never shortens, a pause.
     /// Waiters due before its end wait for it too.
+    ///
+    /// No herd: the request budgets resume empty at the pause's end, so the
+    /// waiters leave one emission interval apart, in arrival order, instead
+    /// of a full burst at one instant (a server that answered 429 has an
+    /// empty bucket too). Token budgets are left as they are.
     pub fn pause(&self, seconds: Nanos) {
         let now = self.clock.now();
         let mut state = self.state.lock();
         self.settle(&mut state, now);
         state.pause_until = state.pause_until.max(now + seconds);
+        if seconds > Nanos::ZERO {
+            let resume = state.pause_until;
+            for budget in Budget::ALL.into_iter().filter(|b| b.counts_requests()) {
+                if let Some(rule) = &self.rules[budget as usize] {
+                    // The first unit is due at `resume`, the next one interval later.
+                    let floor = resume + rule.tau() - Nanos(rule.cost(1.0));
+                    let i = budget as usize;
+                    state.tat[i] = state.tat[i].max(floor);
+                }
+            }
+        }
         self.refold(&mut state, now);
     }
 

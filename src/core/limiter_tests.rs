@@ -74,6 +74,22 @@ fn pause_holds_every_grant_and_only_extends() {
 }
 
 #[test]
+fn after_a_pause_grants_resume_at_the_refill_rate_not_as_a_burst() {
+    // A full bucket of 10 per second, paused for 2 s: the waiters leave
+    // 0.1 s apart from the pause's end, not ten at once.
+    let (b, _) = budgets(&[(Budget::Rps, 10.0)]);
+    b.pause(Nanos(2 * SECOND));
+    let waits: Vec<u64> = (0..5)
+        .map(|_| b.reserve(tokens(0.0), None).unwrap().waited.0)
+        .collect();
+    let step = SECOND / 10;
+    assert_eq!(
+        waits,
+        (0..5).map(|k| 2 * SECOND + k * step).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn cancelling_the_last_grant_restores_the_budget_and_the_queue() {
     let (b, _) = budgets(&[(Budget::Rps, 1.0)]);
     b.reserve(tokens(0.0), None).unwrap();

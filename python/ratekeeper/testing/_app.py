@@ -87,6 +87,7 @@ class MockState:
     completion_tokens: int = 16
     reply: Optional[str] = None
     seed: Optional[int] = None
+    limit_headers: bool = True
     hits: list[Hit] = field(default_factory=list)
     scripted: list[Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -153,7 +154,7 @@ def _error(api: str, status: int, message: str, kind: str, headers: dict[str, st
 
 
 def _limit_headers(state: MockState, api: str) -> dict[str, str]:
-    if api == "gemini":
+    if api == "gemini" or not state.limit_headers:
         return {}  # Gemini sends no rate-limit headers; its 429 says how long in the body
     make = anthropic_headers if api == "anthropic" else openai_headers
     return make(state.requests_budget, state.tokens_budget)

@@ -39,8 +39,10 @@ class MockProvider:
 
     ``rpm``/``tpm`` are its limits (``None``: unlimited); each is a bucket
     holding ``burst`` requests (default: a minute's worth) that refills
-    continuously. ``tolerance`` seconds of refill may be overdrawn before a
-    429, so that network jitter does not punish a compliant client. ``reply``
+    continuously; ``limit_headers=False`` leaves out the ``x-ratelimit-*`` and
+    ``anthropic-ratelimit-*`` headers (a 429 still says ``retry-after``).
+    ``tolerance`` seconds of refill may be overdrawn before a 429, so that
+    network jitter does not punish a compliant client. ``reply``
     fixes the text of every answer (default: as many words as ``max_tokens``).
 
     Routes: OpenAI chat, completions, embeddings, responses (all streamed
@@ -68,6 +70,7 @@ class MockProvider:
         port: int = 0,
         seed: Optional[int] = None,
         clock: Optional[ManualClock] = None,
+        limit_headers: bool = True,
     ) -> None:
         _check_limit("rpm", rpm)
         _check_limit("tpm", tpm)
@@ -98,6 +101,7 @@ class MockProvider:
             completion_tokens=completion_tokens,
             reply=reply,
             seed=seed,
+            limit_headers=bool(limit_headers),
         )
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
