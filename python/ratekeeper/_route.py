@@ -211,7 +211,8 @@ class Route:
         if update is not None and response.status_code != 429:
             names = b"|".join([name for name, _ in response.headers.raw]).lower()
             if b"ratelimit" in names or b"retry-after" in names:
-                update(response.headers)
+                # A wait on a success pauses no longer than the policy allows a retry's.
+                update(response.headers, max_retry_after=self.policy.max_retry_after)
         learn = getattr(permit, "learn", None)
         if learn is not None:
             learn(response)

@@ -139,7 +139,9 @@ class RateLimitMiddleware:
             if bucket is None:
                 if len(self._shared) >= _MAX_CACHED_BUCKETS:
                     self._shared.clear()
-                bucket = RedisTokenBucket(self.backend, key, self.rate, self.capacity)
+                # Kind "asgi": its keys never meet a user's bucket, and the
+                # client identity (often an API key) is stored hashed.
+                bucket = RedisTokenBucket(self.backend, key, self.rate, self.capacity, _kind="asgi")
                 self._shared[key] = bucket
             return await bucket._check_async(1)
         local = self._local

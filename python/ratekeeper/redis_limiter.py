@@ -277,13 +277,22 @@ class RedisLimiter:
         """
         self._budgets.pause(seconds)
 
-    def update_from_headers(self, headers: Any) -> None:
+    def update_from_headers(
+        self, headers: Any, *, max_retry_after: Optional[float] = 120.0
+    ) -> None:
         """Tightens the shared budgets to the server's rate-limit headers (never loosens).
+
+        A server's wait pauses every process for at most ``max_retry_after``
+        seconds, as in process.
 
         >>> limiter.update_from_headers(response.headers)  # doctest: +SKIP
         """
         adopt_server_limits(
-            read_limits(headers), self._limits.__contains__, self._adopt, self.pause
+            read_limits(headers),
+            self._limits.__contains__,
+            self._adopt,
+            self.pause,
+            max_retry_after=max_retry_after,
         )
 
     def _adopt(

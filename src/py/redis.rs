@@ -153,7 +153,10 @@ impl RedisBackend {
         let budgets = budgets
             .iter()
             .map(|&(name, rate, capacity)| {
+                let counts_requests = crate::core::budget::Budget::from_name(name)
+                    .is_some_and(|budget| budget.counts_requests());
                 Budget::new(script::key(&self.prefix, kind, key, name), rate, capacity)
+                    .map(|budget| budget.counting_requests(counts_requests))
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(config_error)?;

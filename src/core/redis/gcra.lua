@@ -28,9 +28,23 @@ local function store(key, tat)
   end
 end
 if mode == 'pause' then
-  local until_ = now + tonumber(ARGV[2])
+  local seconds = tonumber(ARGV[2])
+  local until_ = now + seconds
   local old = tonumber(redis.call('GET', pause_key) or 0) or 0
-  if until_ > old then store(pause_key, until_) end
+  if until_ > old then store(pause_key, until_) else until_ = old end
+  -- No herd (as Budgets::pause): each request budget (given the cost of one
+  -- request) resumes empty at the pause's end, so grants leave one interval
+  -- apart instead of a whole burst at one instant.
+  if seconds > 0 then
+    for i = 1, budgets do
+      local cost = tonumber(ARGV[2 + 2 * i])
+      if cost > 0 then
+        local floor = until_ + tonumber(ARGV[3 + 2 * i]) - cost
+        local tat = tonumber(redis.call('GET', KEYS[i]) or 0) or 0
+        if floor > tat then store(KEYS[i], floor) end
+      end
+    end
+  end
   return {0, 0}
 end
 local tats = {}

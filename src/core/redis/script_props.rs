@@ -178,7 +178,19 @@ impl Case<'_> {
                 // Only with no reservation waiting: in-process, a pause holds
                 // the waiters too; the script cannot move them.
                 self.budgets.pause(Nanos(ms * 1_000_000));
-                let per_budget: Vec<_> = self.used.iter().map(|&b| (0, self.tau_us(b))).collect();
+                let per_budget: Vec<_> = self
+                    .used
+                    .iter()
+                    .map(|&b| {
+                        let charge = Charge::of(self.budgets.rule(b).unwrap(), 1.0);
+                        let cost = if b.counts_requests() {
+                            charge.cost_us
+                        } else {
+                            0
+                        };
+                        (i64::try_from(cost).unwrap(), self.tau_us(b))
+                    })
+                    .collect();
                 self.eval(Mode::Pause, (ms * 1000).to_string(), &per_budget);
             }
             Op::Adopt(i, remaining) if self.last_grant <= self.clock.now() => {

@@ -79,6 +79,8 @@ pub struct Budget {
     key: String,
     rule: Gcra,
     local: TokenBucket,
+    /// A request budget (rps..rpd): a pause leaves it empty (no herd).
+    counts_requests: bool,
 }
 
 impl Budget {
@@ -87,7 +89,14 @@ impl Budget {
             key,
             rule: Gcra::new(rate, capacity),
             local: TokenBucket::new(rate, capacity, Clock::Monotonic)?,
+            counts_requests: false,
         })
+    }
+
+    /// Marks a request budget: a pause drains it, as `Budgets::pause` does.
+    pub fn counting_requests(mut self, counts_requests: bool) -> Budget {
+        self.counts_requests = counts_requests;
+        self
     }
 
     pub fn key(&self) -> &str {
@@ -311,7 +320,17 @@ impl SharedGcra {
         if !self.has_pause() {
             return Event::None;
         }
-        let per_budget = self.taus().map(|tau| (0, tau)).collect();
+        // A request budget is given the cost of one request: the script
+        // drains it to resume one interval apart (no herd).
+        let per_budget = self
+            .budgets
+            .iter()
+            .map(|b| {
+                let charge = Charge::of(&b.rule, 1.0);
+                let cost = if b.counts_requests { charge.cost_us } else { 0 };
+                (i64::try_from(cost).unwrap_or(i64::MAX), charge.tau_us)
+            })
+            .collect();
         let pause_us = duration.0.div_ceil(1000).to_string();
         self.call_raw(Mode::Pause, pause_us, per_budget).await.1
     }
