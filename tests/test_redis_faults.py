@@ -23,7 +23,7 @@ def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "ratekeeper" and r.levelno == logging.WARNING
+        if r.name.startswith("ratekeeper") and r.levelno == logging.WARNING
     ]
 
 
@@ -32,6 +32,8 @@ def test_each_on_error_mode_does_what_it_says_when_redis_is_killed(
     own_redis: RedisServer, unique_key: str, on_error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ratekeeper")
+    events: list[rk.Event] = []
+    stop = rk.subscribe(None, events.append)
     backend = rk.RedisBackend(own_redis.url, on_error=on_error, timeout=0.25)
     b = rk.RedisTokenBucket(backend, unique_key, rate=0.01, capacity=3)
     assert b.try_acquire()
@@ -68,6 +70,11 @@ def test_each_on_error_mode_does_what_it_says_when_redis_is_killed(
     assert [b.try_acquire() for _ in range(2)] == [True, False]
     assert any("reachable again" in r.getMessage() for r in caplog.records)
     client.close()
+    stop()
+    # The outage and its end reach subscribers as values too, on_error included.
+    kinds = [e.kind for e in events if e.kind.startswith("redis_")]
+    assert kinds == ["redis_outage", "redis_recovered"]
+    assert next(e for e in events if e.kind == "redis_outage").fields["on_error"] == on_error
 
 
 async def test_async_acquire_falls_back_without_raising(

@@ -7,6 +7,10 @@ from typing import Any, Callable, Generic, Literal, Optional, TypeVar, Union, fi
 from typing_extensions import ParamSpec, Self, disjoint_base
 
 REDIS_GCRA_SCRIPT: str
+
+def _set_event_sink(sink: Callable[..., object]) -> None:
+    """Installs the function that receives Redis health events (once, at import)."""
+
 REDIS_WINDOW_SCRIPT: str
 
 _P = ParamSpec("_P")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Optional
 
+from . import _core
 from ._event_log import LOG_RULES, extra_of, message_of, scrub_fields
 
 __all__ = ["EVENT_KINDS", "Event", "emit", "link", "linked_to", "subscribe"]
@@ -256,3 +257,8 @@ def _deliver(event: Event, subscribers: list[Subscriber]) -> None:
             fn(event)
         except Exception:
             _log.exception("event subscriber %r raised on a %s event", fn, event.kind)
+
+
+# The compiled Redis layer reports its outages and recoveries through emit
+# (it cannot import this package: the package imports it).
+_core._set_event_sink(emit)

@@ -679,5 +679,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RedisTokenBucket>()?;
     m.add_class::<RedisBudgets>()?;
     m.add("REDIS_GCRA_SCRIPT", script::GCRA_SCRIPT)?;
+    m.add_function(wrap_pyfunction!(ops::_set_event_sink, m)?)?;
     Ok(())
 }

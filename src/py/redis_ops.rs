@@ -6,8 +6,9 @@
 //! released. Async calls spawn it there and hand the reply to the caller's
 //! loop with one `call_soon_threadsafe(resolve, future, value)`: measured
 //! lighter than a future bridged by pyo3-async-runtimes (bench/bench_redis.py).
-//! Health changes (an outage starting or ending) are logged here, once each,
-//! on the "ratekeeper" logger.
+//! Health changes (an outage starting or ending) are reported here, once
+//! each: to the event sink the Python package installs (`ratekeeper._events.
+//! emit`, which logs and feeds subscribers), else on the "ratekeeper" logger.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 use crate::core::redis::{Decision, Event, OnError, SharedGcra, Source};
 use crate::core::Nanos;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 use pyo3::IntoPyObjectExt;
 
 use super::errors::{check_max_wait, rate_limit_error};
@@ -25,8 +28,46 @@ pub fn runtime() -> tokio::runtime::Handle {
     pyo3_async_runtimes::tokio::get_runtime().handle().clone()
 }
 
-/// Logs a change of the backend's health on the "ratekeeper" logger.
+/// Where health changes go: `fn(kind, source, **fields)`, set once by the
+/// Python package (the compiled module never imports the package itself).
+static EVENT_SINK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Installs the function that receives Redis health events
+/// (`"redis_outage"` with `error` and `on_error`, `"redis_recovered"`).
+///
+/// >>> import ratekeeper._core as core; core._set_event_sink(print)  # doctest: +SKIP
+#[pyfunction]
+pub fn _set_event_sink(py: Python<'_>, sink: Py<PyAny>) {
+    // The first sink stays: the package installs it once, at import.
+    let _ = EVENT_SINK.set(py, sink);
+}
+
+/// Hands a health change to the event sink; false when none is installed.
+fn emit_event(py: Python<'_>, event: &Event, on_error: OnError) -> bool {
+    let Some(sink) = EVENT_SINK.get(py) else {
+        return false;
+    };
+    let fields = PyDict::new(py);
+    let kind = match event {
+        Event::None => return true,
+        Event::WentDown(cause) => {
+            let _ = fields.set_item("error", cause.to_string());
+            let _ = fields.set_item("on_error", on_error.as_str());
+            "redis_outage"
+        }
+        Event::CameBack => "redis_recovered",
+    };
+    // Reporting must never break a limiter: a failing sink is ignored.
+    let _ = sink.call(py, (kind, py.None()), Some(&fields));
+    true
+}
+
+/// Reports a change of the backend's health: to the event sink, else on
+/// the "ratekeeper" logger.
 pub fn log_event(py: Python<'_>, event: &Event, on_error: OnError) {
+    if emit_event(py, event, on_error) {
+        return;
+    }
     let (level, message) = match event {
         Event::None => return,
         Event::WentDown(cause) => {
