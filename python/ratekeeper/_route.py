@@ -181,16 +181,22 @@ class Route:
             return _tokens.Tokens(int(value[0]), int(value[1]))
         return _tokens.Tokens(int(value), 0)
 
-    def attempts(self, call: Optional[ModelCall], model: Optional[str]) -> Attempts:
+    def limiter_for(self, model: Optional[str]) -> Any:
+        """What a call to ``model`` acquires from: the user's limiter, with the learned budgets."""
+        learning = self.learning
+        if learning is None:
+            return self.limiter
+        return LearningLimiter(self.limiter, learning.model(model), self.policy)
+
+    def attempts(
+        self, call: Optional[ModelCall], model: Optional[str], limiter: Any = None
+    ) -> Attempts:
+        """The attempt loop of one call; ``limiter`` the one its first attempt acquired from."""
         if call is None:
             return Attempts(self.pause_only, self.policy)
         estimate = call.estimate
-        learning = self.learning
-        limiter = self.limiter
-        if learning is not None:
-            limiter = LearningLimiter(limiter, learning.model(model), self.policy)
         return Attempts(
-            limiter,
+            self.limiter_for(model) if limiter is None else limiter,
             self.policy,
             self.breaker_for(model),
             timeout=self.timeout,

@@ -235,7 +235,8 @@ class _SyncTransport:
                     )
                 # The first attempt inline: the granted path builds no state machine.
                 estimate = call.estimate
-                permit = route.limiter.acquire(
+                limiter = route.limiter_for(call.model)
+                permit = limiter.acquire(
                     0,
                     route.timeout,
                     input_tokens=estimate.input,
@@ -248,7 +249,7 @@ class _SyncTransport:
                 except BaseException:
                     permit.release()
                     raise
-                attempts = route.attempts(call, call.model)
+                attempts = route.attempts(call, call.model, limiter)
                 attempts.first_failed(permit, failure)
                 return run_sync(attempts, partial(self._attempt, request, replay))
             available, wait, last = route.models_to_try(route.candidates(call.model))
@@ -359,7 +360,8 @@ class _AsyncTransport:
                     )
                 # The first attempt inline: the granted path builds no state machine.
                 estimate = call.estimate
-                permit = await route.limiter.acquire_async(
+                limiter = route.limiter_for(call.model)
+                permit = await limiter.acquire_async(
                     0,
                     route.timeout,
                     input_tokens=estimate.input,
@@ -372,7 +374,7 @@ class _AsyncTransport:
                 except BaseException:
                     permit.release()
                     raise
-                attempts = route.attempts(call, call.model)
+                attempts = route.attempts(call, call.model, limiter)
                 attempts.first_failed(permit, failure)
                 return await run_async(attempts, partial(self._attempt, request, replay))
             available, wait, last = route.models_to_try(route.candidates(call.model))
