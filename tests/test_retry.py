@@ -495,3 +495,8 @@ def test_deadline_must_be_a_positive_number_of_seconds(bad: float) -> None:
         rk.Retry(deadline=bad)
     with pytest.raises(TypeError, match="deadline"):
         rk.Retry(deadline="5")  # type: ignore[arg-type]
+
+
+def test_retry_refuses_to_decorate_what_is_not_a_function() -> None:
+    with pytest.raises(TypeError, match="decorates a function"):
+        rk.retry(max_retries=2)(5)

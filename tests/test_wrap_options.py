@@ -224,3 +224,12 @@ async def test_the_async_clients_event_hooks_see_every_attempt(scripted_server):
     client = rk.wrap(plain, limiter=rk.Limiter(rpm=100, clock=clock), retry=rk.Retry(clock=clock))
     await client.messages.create(model="m", max_tokens=5, messages=CHAT)
     assert seen == ["request", 429, "request", 200]
+
+
+def test_wrap_refuses_a_limiter_that_cannot_charge_tokens() -> None:
+    # A TokenBucket counts one kind of unit: every model call would fail, so
+    # wrapping with it fails at once.
+    with pytest.raises(TypeError, match=r"rk\.Limiter"):
+        rk.wrap(openai.OpenAI(api_key="k"), limiter=rk.TokenBucket(10, 10))
+    with pytest.raises(TypeError, match=r"rk\.Limiter"):
+        rk.transport(limiter=rk.SlidingWindow(10, 1.0))

@@ -285,6 +285,8 @@ class Retry:
         >>> ping()
         'pong'
         """
+        if not callable(fn):
+            raise TypeError(f"retry decorates a function, got {type(fn).__name__}")
         if inspect.iscoroutinefunction(fn):
             call_async = self.call_async
 

@@ -62,6 +62,20 @@ def backend_of(obj: Any) -> Optional[str]:
     return None
 
 
+def _model_limiter(limiter: Any) -> Any:
+    """``limiter``, checked to be an ``rk.Limiter``: model calls charge tokens and adopt headers.
+
+    A ``TokenBucket`` or a window counts only one kind of unit: it would fail
+    on the first call, so it is refused here, when the client is wrapped.
+    """
+    if not callable(getattr(limiter, "update_from_headers", None)):
+        raise TypeError(
+            "limiter must be an rk.Limiter (in process or on Redis) for wrap and transport, "
+            f"got {type(limiter).__name__}; for a TokenBucket's rate, give rk.Limiter(rps=...)"
+        )
+    return limiter
+
+
 def make_route(
     limiter: Any,
     *,
@@ -87,7 +101,7 @@ def make_route(
     if token_estimator is not None and not callable(token_estimator):
         raise TypeError("token_estimator must be a callable of the request's JSON body")
     return Route(
-        make_limiter(limiter, rpm, tpm, concurrency),
+        _model_limiter(make_limiter(limiter, rpm, tpm, concurrency)),
         make_policy(retry),
         check_breaker(breaker),
         models,
