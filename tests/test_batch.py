@@ -171,6 +171,19 @@ async def test_fixed_invalid_lines_are_sent_on_the_next_run(tmp_path: Path) -> N
     assert [(r["id"], r["status"]) for r in out] == [("good", "ok"), ("broken", "ok")]
 
 
+async def test_a_sent_line_whose_id_a_later_line_repeats_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    lines = [{"id": "s1", "messages": HELLO}, {"id": "s1", "messages": HELLO}]
+    with MockProvider(rpm=None) as p:
+        first, _ = await run(tmp_path, p, lines, model="m")
+        assert (first.ok, first.invalid, p.hits()) == (1, 1, 1)
+        second, out = await run(tmp_path, p, lines, model="m")
+        assert p.hits() == 1  # the duplicate's error record does not undo line 1's success
+    assert second.skipped == 1
+    assert [r["status"] for r in out] == ["ok", "error"]
+
+
 async def test_final_failures_stay_done_unless_retry_failed(tmp_path: Path) -> None:
     lines = [{"id": f"q{i}", "messages": HELLO} for i in range(3)]
     with MockProvider(rpm=None) as p:

@@ -142,6 +142,10 @@ def read_previous(path: Path) -> Previous:
             continue
         key, state = record_state(record)
         if key is not None:
+            if state == "invalid" and previous.states.get(key, "invalid") != "invalid":
+                # A line refused before sending (a duplicate of this id, say)
+                # says nothing of the line that was sent under it.
+                continue
             previous.lines.pop(key, None)  # keep the latest last, in order
             previous.lines[key] = raw + b"\n"
             previous.states[key] = state
