@@ -16,12 +16,18 @@
 //! amortized and memory follows the keys that are active. A key with a
 //! reservation still outstanding (`pending > 0`) is never dropped, so the
 //! waiter's completion or cancellation always finds its own bucket.
+//!
+//! Waiters. A bucket's reservations that must wait queue on its
+//! [`Timeline`], exactly as in `TokenBucket`: a cancel or a refund moves
+//! those behind up, in order. The queue is allocated while the key has
+//! waiters only; an idle key carries an empty pointer.
 
 use super::clock::{Clock, Nanos};
 use super::gcra::Gcra;
-use super::limit::{check_amount, decide, LimitError, Reservation};
+use super::limit::{check_amount, Check, LimitError, Reservation};
+use super::timeline::{Timeline, Waiters};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -34,7 +40,7 @@ const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 /// A shard is not swept for doubling below this many keys.
 const MIN_SWEEP_LEN: usize = 64;
 
-/// One key's bucket: 16 bytes.
+/// One key's bucket: 32 bytes.
 #[derive(Debug)]
 struct Bucket {
     /// Theoretical arrival time in clock nanoseconds; 0 means full.
@@ -43,6 +49,40 @@ struct Bucket {
     rule: u32,
     /// Reservations handed out and not yet finished or cancelled.
     pending: AtomicU32,
+    /// The reservations still waiting; `None` (no allocation) when none.
+    waiters: Mutex<Option<Box<Waiters>>>,
+}
+
+impl Bucket {
+    fn line<'a>(&'a self, rule: &'a Gcra) -> Timeline<'a> {
+        Timeline {
+            rule,
+            tat: &self.tat,
+        }
+    }
+
+    /// Runs `f` on the bucket's queue under its lock; the queue is
+    /// allocated only while it holds someone.
+    fn with_waiters<R>(&self, f: impl FnOnce(&mut Waiters) -> R) -> R {
+        let mut slot = self.waiters.lock();
+        match slot.as_deref_mut() {
+            Some(queue) => {
+                let result = f(queue);
+                if queue.is_empty() {
+                    *slot = None;
+                }
+                result
+            }
+            None => {
+                let mut queue = Waiters::default();
+                let result = f(&mut queue);
+                if !queue.is_empty() {
+                    *slot = Some(Box::new(queue));
+                }
+                result
+            }
+        }
+    }
 }
 
 /// A key's bytes: inline when short (user ids, model names), else boxed.
@@ -98,6 +138,8 @@ pub struct KeyedLimiter {
     idle_timeout: Nanos,
     /// Clock time of the last sweep of every shard.
     swept_at: AtomicU64,
+    /// The last waiter's ticket: tickets are unique across keys.
+    last_ticket: AtomicU64,
     clock: Clock,
 }
 
@@ -132,6 +174,7 @@ impl KeyedLimiter {
             hasher: DefaultHashBuilder::default(),
             idle_timeout: Nanos::from_secs_f64(idle_timeout),
             swept_at: AtomicU64::new(clock.now().0),
+            last_ticket: AtomicU64::new(0),
             clock,
         })
     }
@@ -158,12 +201,7 @@ impl KeyedLimiter {
     #[inline]
     pub fn try_acquire(&self, key: &str, n: f64) -> Result<bool, LimitError> {
         self.with_bucket(key, n, |rule, bucket, now, cost| {
-            bucket
-                .tat
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                    rule.take(Nanos(tat), now, cost).map(|t| t.0)
-                })
-                .is_ok()
+            bucket.line(rule).take(now, cost)
         })
     }
 
@@ -179,18 +217,16 @@ impl KeyedLimiter {
         max_wait: Option<Nanos>,
     ) -> Result<Reservation, LimitError> {
         self.with_bucket(key, n, |rule, bucket, now, cost| {
-            let mut outcome = Reservation::Now;
-            let charged = bucket
-                .tat
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                    outcome = decide(now, rule.due(Nanos(tat), now, cost), max_wait);
-                    match outcome {
-                        Reservation::TooLong(_) => None,
-                        _ => Some(rule.charge(Nanos(tat), now, cost).0),
-                    }
-                })
-                .is_ok();
-            if charged && matches!(outcome, Reservation::At(_)) {
+            let line = bucket.line(rule);
+            // Lock-free when the units are there now; a wait takes the queue's lock.
+            if line.take(now, cost) {
+                return Reservation::Now;
+            }
+            let outcome = bucket.with_waiters(|queue| {
+                let now = self.clock.now();
+                line.reserve(queue, now, cost, max_wait, |due| self.next_ticket(due))
+            });
+            if matches!(outcome, Reservation::At(_)) {
                 // Under the shard's lock: a sweep cannot run between the
                 // charge and this count.
                 bucket.pending.fetch_add(1, Ordering::AcqRel);
@@ -199,26 +235,55 @@ impl KeyedLimiter {
         })
     }
 
+    /// A ticket above every earlier one and at least `due`.
+    fn next_ticket(&self, due: Nanos) -> u64 {
+        let mut ticket = 0;
+        let _ = self
+            .last_ticket
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                ticket = due.0.max(last + 1);
+                Some(ticket)
+            });
+        ticket
+    }
+
+    /// Where `key`'s reservation `ticket` stands (see [`Check`]).
+    pub fn check(&self, key: &str, ticket: Nanos) -> Check {
+        let now = self.clock.now();
+        self.with_existing(key, |_, bucket| {
+            bucket.with_waiters(|queue| queue.check(ticket.0, now))
+        })
+        .unwrap_or(Check::Granted(None))
+    }
+
     /// Ends a reservation whose units were used.
     pub fn finish(&self, key: &str) {
         self.with_existing(key, |_, bucket| release(bucket));
     }
 
-    /// Gives back a reservation of `n` units due at `due` that its waiter
-    /// abandoned, when nothing has queued behind it (see [`Gcra::cancel`]).
-    pub fn cancel(&self, key: &str, n: f64, due: Nanos) {
-        let now = self.clock.now();
+    /// Gives back `key`'s reservation `ticket` of `n` units that its waiter
+    /// abandoned: those behind it move up. Returns the ticket of a waiter
+    /// to wake.
+    pub fn cancel(&self, key: &str, n: f64, ticket: Nanos) -> Option<u64> {
         self.with_existing(key, |rule, bucket| {
-            if check_amount(n, rule.capacity()).is_ok() {
-                let cost = rule.cost(n);
-                let _ = bucket
-                    .tat
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                        rule.cancel(Nanos(tat), due, now, cost).map(|t| t.0)
-                    });
-            }
             release(bucket);
-        });
+            check_amount(n, rule.capacity()).ok()?;
+            let line = bucket.line(rule);
+            bucket
+                .with_waiters(|queue| line.cancel(queue, self.clock.now(), ticket.0, rule.cost(n)))
+        })
+        .flatten()
+    }
+
+    /// Gives `n` units back to `key`, never above capacity; its waiters
+    /// move up first. Returns the ticket of a waiter to wake.
+    pub fn refund(&self, key: &str, n: f64) -> Option<u64> {
+        self.with_existing(key, |rule, bucket| {
+            let cost = rule.cost(n.min(rule.capacity()));
+            let line = bucket.line(rule);
+            bucket.with_waiters(|queue| line.give_back(queue, self.clock.now(), cost))
+        })
+        .flatten()
     }
 
     /// How long until `n` units of `key` would be granted; zero when now.
@@ -263,21 +328,27 @@ impl KeyedLimiter {
         self.len() == 0
     }
 
-    /// Puts `key`'s bucket back to full.
-    pub fn reset_key(&self, key: &str) {
-        self.with_existing(key, |_, b| b.tat.store(0, Ordering::Release));
+    /// Puts `key`'s bucket back to full; its waiters are granted at once.
+    /// Returns their tickets, to wake.
+    pub fn reset_key(&self, key: &str) -> Vec<u64> {
+        self.with_existing(key, |rule, b| b.with_waiters(|q| b.line(rule).reset(q)))
+            .unwrap_or_default()
     }
 
-    /// Every bucket back to full; buckets with no waiter are dropped.
-    pub fn reset(&self) {
+    /// Every bucket back to full, its waiters granted at once; buckets with
+    /// no reservation outstanding are dropped. Returns the waiters' tickets.
+    pub fn reset(&self) -> Vec<u64> {
+        let mut woken = Vec::new();
         for shard in self.shards.iter() {
             let mut table = shard.table.write();
             table.retain(|(_, bucket)| {
-                bucket.tat.store(0, Ordering::Release);
+                let rule = &self.rules[bucket.rule as usize];
+                woken.extend(bucket.with_waiters(|q| bucket.line(rule).reset(q)));
                 bucket.pending.load(Ordering::Acquire) > 0
             });
             shard.swept_len.store(table.len(), Ordering::Relaxed);
         }
+        woken
     }
 
     fn rule_index(&self, key: &str) -> u32 {
@@ -351,6 +422,7 @@ impl KeyedLimiter {
                         tat: AtomicU64::new(0),
                         rule: index,
                         pending: AtomicU32::new(0),
+                        waiters: Mutex::new(None),
                     };
                     (KeyBytes::new(key.as_bytes()), bucket)
                 });
@@ -405,3 +477,7 @@ fn release(bucket: &Bucket) {
 #[cfg(test)]
 #[path = "keyed_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "keyed_props.rs"]
+mod props;
