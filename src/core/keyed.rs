@@ -19,8 +19,9 @@
 //!
 //! Waiters. A bucket's reservations that must wait queue on its
 //! [`Timeline`], exactly as in `TokenBucket`: a cancel or a refund moves
-//! those behind up, in order. The queue is allocated while the key has
-//! waiters only; an idle key carries an empty pointer.
+//! those behind up, in order. The queues live beside the shard's table,
+//! one entry per key that has waiters: a bucket stays 16 bytes and the hot
+//! paths (a grant now) never look at them.
 
 use super::clock::{Clock, Nanos};
 use super::gcra::Gcra;
@@ -40,7 +41,7 @@ const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 /// A shard is not swept for doubling below this many keys.
 const MIN_SWEEP_LEN: usize = 64;
 
-/// One key's bucket: 32 bytes.
+/// One key's bucket: 16 bytes.
 #[derive(Debug)]
 struct Bucket {
     /// Theoretical arrival time in clock nanoseconds; 0 means full.
@@ -49,8 +50,6 @@ struct Bucket {
     rule: u32,
     /// Reservations handed out and not yet finished or cancelled.
     pending: AtomicU32,
-    /// The reservations still waiting; `None` (no allocation) when none.
-    waiters: Mutex<Option<Box<Waiters>>>,
 }
 
 impl Bucket {
@@ -58,29 +57,6 @@ impl Bucket {
         Timeline {
             rule,
             tat: &self.tat,
-        }
-    }
-
-    /// Runs `f` on the bucket's queue under its lock; the queue is
-    /// allocated only while it holds someone.
-    fn with_waiters<R>(&self, f: impl FnOnce(&mut Waiters) -> R) -> R {
-        let mut slot = self.waiters.lock();
-        match slot.as_deref_mut() {
-            Some(queue) => {
-                let result = f(queue);
-                if queue.is_empty() {
-                    *slot = None;
-                }
-                result
-            }
-            None => {
-                let mut queue = Waiters::default();
-                let result = f(&mut queue);
-                if !queue.is_empty() {
-                    *slot = Some(Box::new(queue));
-                }
-                result
-            }
         }
     }
 }
@@ -125,6 +101,32 @@ struct Shard {
     table: RwLock<HashTable<Slot>>,
     /// Number of keys after the last sweep.
     swept_len: AtomicUsize,
+    /// The queues of the keys that have waiters, taken after `table`'s lock.
+    waiters: Mutex<HashMap<Box<[u8]>, Waiters>>,
+}
+
+impl Shard {
+    /// Runs `f` on `key`'s queue; an entry exists only while it holds someone.
+    fn with_waiters<R>(&self, key: &str, f: impl FnOnce(&mut Waiters) -> R) -> R {
+        let mut queues = self.waiters.lock();
+        match queues.get_mut(key.as_bytes()) {
+            Some(queue) => {
+                let result = f(queue);
+                if queue.is_empty() {
+                    queues.remove(key.as_bytes());
+                }
+                result
+            }
+            None => {
+                let mut queue = Waiters::default();
+                let result = f(&mut queue);
+                if !queue.is_empty() {
+                    queues.insert(Box::from(key.as_bytes()), queue);
+                }
+                result
+            }
+        }
+    }
 }
 
 /// A map of GCRA token buckets, one per key.
@@ -222,7 +224,8 @@ impl KeyedLimiter {
             if line.take(now, cost) {
                 return Reservation::Now;
             }
-            let outcome = bucket.with_waiters(|queue| {
+            let (_, shard) = self.locate(key);
+            let outcome = shard.with_waiters(key, |queue| {
                 let now = self.clock.now();
                 line.reserve(queue, now, cost, max_wait, |due| self.next_ticket(due))
             });
@@ -250,10 +253,8 @@ impl KeyedLimiter {
     /// Where `key`'s reservation `ticket` stands (see [`Check`]).
     pub fn check(&self, key: &str, ticket: Nanos) -> Check {
         let now = self.clock.now();
-        self.with_existing(key, |_, bucket| {
-            bucket.with_waiters(|queue| queue.check(ticket.0, now))
-        })
-        .unwrap_or(Check::Granted(None))
+        self.with_queued(key, |_, _, queue| queue.check(ticket.0, now))
+            .unwrap_or(Check::Granted(None))
     }
 
     /// Ends a reservation whose units were used.
@@ -265,12 +266,13 @@ impl KeyedLimiter {
     /// abandoned: those behind it move up. Returns the ticket of a waiter
     /// to wake.
     pub fn cancel(&self, key: &str, n: f64, ticket: Nanos) -> Option<u64> {
-        self.with_existing(key, |rule, bucket| {
+        self.with_queued(key, |rule, bucket, queue| {
             release(bucket);
             check_amount(n, rule.capacity()).ok()?;
-            let line = bucket.line(rule);
+            let cost = rule.cost(n);
             bucket
-                .with_waiters(|queue| line.cancel(queue, self.clock.now(), ticket.0, rule.cost(n)))
+                .line(rule)
+                .cancel(queue, self.clock.now(), ticket.0, cost)
         })
         .flatten()
     }
@@ -278,10 +280,9 @@ impl KeyedLimiter {
     /// Gives `n` units back to `key`, never above capacity; its waiters
     /// move up first. Returns the ticket of a waiter to wake.
     pub fn refund(&self, key: &str, n: f64) -> Option<u64> {
-        self.with_existing(key, |rule, bucket| {
+        self.with_queued(key, |rule, bucket, queue| {
             let cost = rule.cost(n.min(rule.capacity()));
-            let line = bucket.line(rule);
-            bucket.with_waiters(|queue| line.give_back(queue, self.clock.now(), cost))
+            bucket.line(rule).give_back(queue, self.clock.now(), cost)
         })
         .flatten()
     }
@@ -331,7 +332,7 @@ impl KeyedLimiter {
     /// Puts `key`'s bucket back to full; its waiters are granted at once.
     /// Returns their tickets, to wake.
     pub fn reset_key(&self, key: &str) -> Vec<u64> {
-        self.with_existing(key, |rule, b| b.with_waiters(|q| b.line(rule).reset(q)))
+        self.with_queued(key, |rule, bucket, queue| bucket.line(rule).reset(queue))
             .unwrap_or_default()
     }
 
@@ -341,9 +342,10 @@ impl KeyedLimiter {
         let mut woken = Vec::new();
         for shard in self.shards.iter() {
             let mut table = shard.table.write();
+            let mut queues = shard.waiters.lock();
+            woken.extend(queues.drain().flat_map(|(_, mut queue)| queue.clear()));
             table.retain(|(_, bucket)| {
-                let rule = &self.rules[bucket.rule as usize];
-                woken.extend(bucket.with_waiters(|q| bucket.line(rule).reset(q)));
+                bucket.tat.store(0, Ordering::Release);
                 bucket.pending.load(Ordering::Acquire) > 0
             });
             shard.swept_len.store(table.len(), Ordering::Relaxed);
@@ -380,6 +382,19 @@ impl KeyedLimiter {
         let table = shard.table.read();
         let (_, bucket) = table.find(hash, |(k, _)| k.as_bytes() == key.as_bytes())?;
         Some(f(&self.rules[bucket.rule as usize], bucket))
+    }
+
+    /// Runs `f` on `key`'s bucket and its queue, if the key exists.
+    fn with_queued<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Gcra, &Bucket, &mut Waiters) -> R,
+    ) -> Option<R> {
+        let (hash, shard) = self.locate(key);
+        let table = shard.table.read();
+        let (_, bucket) = table.find(hash, |(k, _)| k.as_bytes() == key.as_bytes())?;
+        let rule = &self.rules[bucket.rule as usize];
+        Some(shard.with_waiters(key, |queue| f(rule, bucket, queue)))
     }
 
     /// Runs `step` on `key`'s bucket, creating it if needed, once `n` has
@@ -422,7 +437,6 @@ impl KeyedLimiter {
                         tat: AtomicU64::new(0),
                         rule: index,
                         pending: AtomicU32::new(0),
-                        waiters: Mutex::new(None),
                     };
                     (KeyBytes::new(key.as_bytes()), bucket)
                 });
