@@ -1,9 +1,10 @@
 """Cancelling reservations never loosens a limiter: properties in virtual time.
 
-TokenBucket's waiters move up when one ahead cancels: its properties (the
-bound, FIFO, the move-up) are Rust property tests (`src/core/gcra_props.rs`);
-here, the limiters whose reservations keep their due times, and the move-up
-seen from the public API.
+The waiters of TokenBucket and of each KeyedLimiter key move up when one
+ahead cancels: their properties (the bound, FIFO, the move-up) are Rust
+property tests (`src/core/bucket_props.rs`, `src/core/keyed_props.rs`); here,
+the limiters whose reservations keep their due times, and the move-up seen
+from the public API.
 
 A waiter reserves units for a due time and sleeps; if it is cancelled first
 it hands them back (``_cancel``). Other waiters may already be queued behind
@@ -25,7 +26,6 @@ import pytest
 from grant_bounds import (
     NS,
     Grants,
-    assert_bucket_bound,
     assert_fixed_bound,
     assert_sliding_bound,
 )
@@ -107,15 +107,6 @@ Make = Callable[[float, float, rk.ManualClock], tuple[Try, Reserve, Cancel]]
 Check = Callable[[Grants, float, float], None]
 
 
-def make_keyed(capacity: float, rate: float, clock: rk.ManualClock) -> tuple[Try, Reserve, Cancel]:
-    keyed = rk.KeyedLimiter(rate, capacity, clock=clock)
-    return (
-        lambda n: keyed.try_acquire("k", n),
-        lambda n: keyed._reserve("k", n, None),
-        lambda n, due: keyed._cancel("k", n, due),
-    )
-
-
 def make_window(
     kind: type[rk.SlidingWindow] | type[rk.FixedWindow],
 ) -> Make:
@@ -127,11 +118,6 @@ def make_window(
 
 
 KINDS: dict[str, tuple[Make, st.SearchStrategy[float], Check]] = {
-    "keyed_limiter_within_capacity_plus_refill": (
-        make_keyed,
-        rates,
-        lambda grants, capacity, rate: assert_bucket_bound(grants, rate, capacity),
-    ),
     "sliding_window_within_limit_in_any_window": (
         make_window(rk.SlidingWindow),
         windows,
@@ -218,18 +204,3 @@ def test_a_blocked_thread_behind_a_cancelled_reservation_moves_up() -> None:
     thread.join()
     # Due at ~1 s behind the waiter; moved up to ~0.5 s when it cancelled.
     assert took[0] < 0.8
-
-
-async def test_cancelled_async_keyed_waiter_ahead_of_another_never_shortens_the_queue() -> None:
-    keyed = rk.KeyedLimiter(1.0, 1.0)
-    assert keyed.try_acquire("k")
-    first = asyncio.create_task(keyed.acquire_async("k"))
-    second = asyncio.create_task(keyed.acquire_async("k"))
-    await asyncio.sleep(0.01)
-    first.cancel()
-    await asyncio.gather(first, return_exceptions=True)
-    try:
-        assert keyed.wait_time("k") > 2.5
-    finally:
-        second.cancel()
-        await asyncio.gather(second, return_exceptions=True)

@@ -359,3 +359,102 @@ async def test_finished_async_waiter_lets_its_key_expire() -> None:
     assert await limiter.acquire_async("a")
     clock.advance(2.0)
     assert len(limiter) == 0
+
+
+# --- waiters that move up (SPEC 15) -------------------------------------------
+
+
+async def test_cancelling_every_other_waiter_halves_the_survivors_wait() -> None:
+    # rate 10/s, capacity 1: 40 waiters due every 0.1 s on one key; the 20
+    # that stay move up into the gaps and are all served by 2 s, not 4 s.
+    clock = rk.ManualClock()
+    limiter = keyed(10.0, 1.0, clock=clock)
+    assert limiter.try_acquire("k")
+    granted: list[tuple[int, float]] = []
+
+    async def wait(i: int) -> None:
+        await limiter.acquire_async("k")
+        granted.append((i, clock.now()))
+
+    tasks = [asyncio.create_task(wait(i)) for i in range(40)]
+    await asyncio.sleep(0)  # all have reserved
+    assert limiter.available("k") == pytest.approx(-40.0)
+    for task in tasks[::2]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert [i for i, _ in granted] == list(range(1, 40, 2))
+    times = [t for _, t in granted]
+    assert times == pytest.approx([0.1 * (k + 1) for k in range(20)], abs=1e-6)
+    # Nobody jumped ahead either: the bucket is empty after the survivors.
+    assert not limiter.try_acquire("k")
+    assert limiter.wait_time("k") == pytest.approx(0.1, abs=1e-6)
+
+
+async def test_a_newcomer_queues_behind_the_waiter_that_moved_up() -> None:
+    clock = rk.ManualClock()
+    limiter = keyed(1.0, 1.0, clock=clock)
+    assert limiter.try_acquire("k")
+    first = asyncio.create_task(limiter.acquire_async("k"))
+    second = asyncio.create_task(limiter.acquire_async("k"))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert limiter.wait_time("k") == pytest.approx(3.0)  # before the cancel lands
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert second.result() is True
+    assert clock.now() == pytest.approx(1.0)  # moved up from 2 s
+    assert limiter.wait_time("k") == pytest.approx(1.0)
+
+
+async def test_a_refund_goes_to_the_waiters_not_to_a_newcomer() -> None:
+    clock = rk.ManualClock()
+    limiter = keyed(1.0, 6.0, clock=clock)
+    assert limiter.try_acquire("k", 6)
+    waiter = asyncio.create_task(limiter.acquire_async("k", 6))
+    await asyncio.sleep(0)  # reserved, due in 6 s
+    limiter.refund("k", 6)
+    assert await waiter
+    assert clock.now() == 0.0  # granted at once, no virtual wait
+    assert not limiter.try_acquire("k")
+    assert limiter.wait_time("k", 6) == pytest.approx(6.0)
+    limiter.refund("unknown", 1)  # a key never seen is full: nothing to give
+    assert "unknown" not in limiter
+
+
+def test_a_refund_never_fills_a_key_above_capacity() -> None:
+    limiter = keyed(1.0, 3.0, clock=rk.ManualClock())
+    assert limiter.try_acquire("k", 2)
+    limiter.refund("k", 10)
+    assert limiter.available("k") == 3.0
+    with pytest.raises(ValueError, match=r"^n must"):
+        limiter.refund("k", 0)
+
+
+def test_a_blocked_thread_behind_a_cancelled_reservation_moves_up() -> None:
+    limiter = keyed(2.0, 1.0)
+    assert limiter.try_acquire("k")
+    ahead = limiter._reserve("k", 1, None)  # due in 0.5 s
+    took: list[float] = []
+
+    def blocked() -> None:
+        started = time.monotonic()
+        limiter.acquire("k")
+        took.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    time.sleep(0.05)
+    limiter._cancel("k", 1, ahead)
+    thread.join()
+    # Due ~1 s behind the reservation; ~0.5 s once it was given back.
+    assert took[0] < 0.8
+
+
+async def test_reset_lets_the_waiters_of_a_key_go_at_once() -> None:
+    clock = rk.ManualClock()
+    limiter = keyed(1.0, 1.0, clock=clock)
+    assert limiter.try_acquire("k")
+    waiters = [asyncio.create_task(limiter.acquire_async("k")) for _ in range(3)]
+    await asyncio.sleep(0)
+    limiter.reset("k")
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    assert clock.now() == 0.0

@@ -258,3 +258,64 @@ def test_the_smallest_usable_rates_still_limit() -> None:
     limiter.acquire(timeout=0)
     with pytest.raises(rk.RateLimitTimeout):
         limiter.acquire(timeout=0)
+
+
+# -- OverflowError never escapes (SPEC 15) -------------------------------------
+
+permit_of = lambda: rk.Limiter(tpm=1000).acquire(tokens=10)  # noqa: E731
+
+NEVER_OVERFLOW: list[tuple[str, Callable[[Any], Any]]] = [
+    ("rpm", lambda v: rk.Limiter(rpm=v)),
+    ("tpm", lambda v: rk.Limiter(tpm=v)),
+    ("rps", lambda v: rk.Limiter(rps=v)),
+    ("rph", lambda v: rk.Limiter(rph=v)),
+    ("rpd", lambda v: rk.Limiter(rpd=v)),
+    ("itpm", lambda v: rk.Limiter(itpm=v)),
+    ("otpm", lambda v: rk.Limiter(otpm=v)),
+    ("burst", lambda v: rk.Limiter(rpm=10, burst=v)),
+    ("rate", lambda v: rk.KeyedLimiter(v, 1)),
+    ("capacity", lambda v: rk.KeyedLimiter(1, v)),
+    ("idle_timeout", lambda v: rk.KeyedLimiter(1, 1, idle_timeout=v)),
+    ('overrides["a"]: rate', lambda v: rk.KeyedLimiter(1, 1, overrides={"a": (v, 1)})),
+    ("actual_tokens", lambda v: permit_of().reconcile(v)),
+    ("input_tokens", lambda v: permit_of().reconcile(input_tokens=v)),
+    ("output_tokens", lambda v: permit_of().reconcile(output_tokens=v)),
+    ("tokens", lambda v: rk.Limiter(tpm=1000).acquire(tokens=v)),
+    ("timeout", lambda v: rk.Limiter(tpm=1000).acquire(tokens=1, timeout=v)),
+    ("seconds", lambda v: rk.Limiter(rpm=1).pause(v)),
+    ("n", lambda v: rk.KeyedLimiter(1, 1).try_acquire("k", v)),
+    ("n", lambda v: rk.KeyedLimiter(1, 1).acquire("k", v)),
+    ("n", lambda v: rk.KeyedLimiter(1, 1).wait_time("k", v)),
+    ("n", lambda v: rk.KeyedLimiter(1, 1).refund("k", v)),
+    ("timeout", lambda v: rk.KeyedLimiter(1, 1).acquire("k", 1, timeout=v)),
+    ("n", lambda v: rk.TokenBucket(1, 1).try_acquire(v)),
+    ("n", lambda v: rk.TokenBucket(1, 1).acquire(v)),
+    ("n", lambda v: rk.TokenBucket(1, 1).refund(v)),
+    ("n", lambda v: rk.SlidingWindow(1, 1).try_acquire(v)),
+    ("timeout", lambda v: rk.FixedWindow(1, 1).acquire(1, timeout=v)),
+    ("max_retry_after", lambda v: rk.Retry(max_retry_after=v)),
+    ("deadline", lambda v: rk.Retry(deadline=v)),
+    ("rpm", lambda v: rk.rate_limited(rpm=v)),
+    ("timeout", lambda v: rk.rate_limited(rpm=1, timeout=v)),
+]
+
+
+@pytest.mark.parametrize(("argument", "call"), NEVER_OVERFLOW)
+@pytest.mark.parametrize("sign", [1, -1])
+def test_no_overflow_error_escapes_a_huge_int(
+    argument: str, call: Callable[[Any], Any], sign: int
+) -> None:
+    assert_refused(lambda: call(sign * HUGE), ValueError, argument)
+
+
+@pytest.mark.parametrize("argument", ["rpm", "tpm", "rps", "itpm", "otpm", "burst"])
+@pytest.mark.parametrize("bad", [2**64, 2**200, 1e16])
+def test_a_limiter_budget_past_any_real_api_is_refused(argument: str, bad: float) -> None:
+    kwargs = {"rpm": 10, argument: bad} if argument == "burst" else {argument: bad}
+    assert_refused(lambda: rk.Limiter(**kwargs), ValueError, argument)
+
+
+@pytest.mark.parametrize("bad", [2**32, 2**64, HUGE, -1])
+def test_retry_counts_out_of_range_are_value_errors(bad: int) -> None:
+    assert_refused(lambda: rk.Retry(max_retries=bad), ValueError, "max_retries")
+    assert rk.Retry(max_retries=2**32 - 1).max_retries == 2**32 - 1

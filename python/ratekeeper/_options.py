@@ -7,10 +7,9 @@ never at the first call.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Union
 
-from .retrying import Retry
+from .retrying import Retry, finite
 
 __all__ = ["NO_RETRY", "check_breaker", "check_timeout", "make_limiter", "make_policy"]
 
@@ -21,7 +20,7 @@ NO_RETRY = Retry(max_retries=0, retry_on=lambda exc: False)
 def _check_budget(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number > 0, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
+    if not finite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
 
 
@@ -75,7 +74,7 @@ def check_timeout(timeout: Optional[float]) -> Optional[float]:
         raise TypeError(
             f"timeout must be a number of seconds or None, got {type(timeout).__name__}"
         )
-    if not math.isfinite(timeout) or timeout <= 0:
+    if not finite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be a finite number of seconds > 0 or None, got {timeout}")
     return float(timeout)
 

@@ -76,9 +76,10 @@ async def sleep_until_due(limiter: Reserving, n: float, due: int) -> None:
 class KeyedReserving(Protocol):
     """What the Rust keyed limiter exposes to this module."""
 
-    def _until(self, due: int) -> float: ...
+    def _until(self, key: str, due: int) -> float: ...
     def _cancel(self, key: str, n: float, due: int) -> None: ...
     def _finish(self, key: str) -> None: ...
+    def _wake_on(self, due: int, callback: Callable[[], object]) -> None: ...
 
 
 async def sleep_until_due_keyed(limiter: KeyedReserving, key: str, n: float, due: int) -> None:
@@ -86,6 +87,7 @@ async def sleep_until_due_keyed(limiter: KeyedReserving, key: str, n: float, due
 
     >>> # await sleep_until_due_keyed(limiter, "user-1", 1, limiter._reserve("user-1", 1, None))
     """
-    await wait_for_due(limiter._until, due, lambda: limiter._cancel(key, n, due))
+    until = functools.partial(limiter._until, key)
+    await wait_for_due(until, due, lambda: limiter._cancel(key, n, due), limiter._wake_on)
     # The reservation is used: the key may be dropped again once idle.
     limiter._finish(key)

@@ -39,6 +39,10 @@ __all__ = ["Retry", "RetryDecision", "RetryState", "retry"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+# The most retries a policy takes: beyond any real use, and a count every
+# part of the attempt loop holds exactly.
+MAX_RETRIES = 2**32 - 1
 RetryOn = Union[
     Callable[[BaseException], bool], type[BaseException], tuple[type[BaseException], ...]
 ]
@@ -140,12 +144,14 @@ class Retry:
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise TypeError(f"max_retries must be an int, got {type(max_retries).__name__}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if not 0 <= max_retries <= MAX_RETRIES:
+            raise ValueError(
+                f"max_retries must be an int from 0 to {MAX_RETRIES}, got {max_retries}"
+            )
         if max_retry_after is not None:
             if isinstance(max_retry_after, bool) or not isinstance(max_retry_after, (int, float)):
                 raise TypeError("max_retry_after must be a number of seconds or None")
-            if not math.isfinite(max_retry_after) or max_retry_after < 0:
+            if not finite(max_retry_after) or max_retry_after < 0:
                 raise ValueError(
                     f"max_retry_after must be a finite number >= 0 or None, got {max_retry_after}"
                 )
@@ -311,12 +317,26 @@ class Retry:
         return cast(F, wrapper)
 
 
+def finite(value: float) -> bool:
+    """``math.isfinite``, but ``False`` rather than ``OverflowError`` for an int
+    too large for a float (``10**400``), so that the caller's ``ValueError``
+    names the argument.
+
+    >>> finite(1.5), finite(10**400), finite(float("nan"))
+    (True, False, False)
+    """
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _check_deadline(value: Optional[float]) -> Optional[float]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"deadline must be a number of seconds or None, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
+    if not finite(value) or value <= 0:
         raise ValueError(f"deadline must be a finite number of seconds > 0 or None, got {value}")
     return float(value)
 

@@ -1,37 +1,32 @@
 //! `TokenBucket`: the GCRA rule of `core::gcra` on one atomic word, with a
-//! queue of the reservations that wait.
+//! queue of the reservations that wait (the rule of `core::timeline`).
 
 use super::clock::{Clock, Nanos};
 use super::gcra::Gcra;
-use super::limit::{check_amount, decide, Limit, LimitError, Reservation};
-use super::queue::{Check, Queue};
+use super::limit::{check_amount, Limit, LimitError, Reservation};
+use super::queue::Check;
+use super::timeline::{Timeline, Waiters};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A token bucket whose whole state is one atomic word, replaced by
 /// compare-and-swap: no lock on any path that grants now.
 ///
-/// Reservations that must wait also enter a [`Queue`] (under a lock, on the
-/// slow path only). They occupy the end of the bucket's timeline one after
-/// another: the waiter of cost `c` due at `d` holds `[d + tau - c, d + tau)`
-/// and the last one ends at `tat`. Giving units back removes a stretch of
-/// that timeline and moves every waiter behind it up by as much, so a
-/// newcomer (placed at `tat`) is never due before a waiter that arrived
-/// first, and each waiter's stretch still starts no earlier than its grant:
-/// the bound `capacity + rate*t` holds over every interval.
+/// Reservations that must wait also enter a queue (under a lock, on the
+/// slow path only); a cancel or a refund moves those behind up, in order
+/// (see [`Timeline`]).
 #[derive(Debug)]
 pub struct TokenBucket {
     rule: Gcra,
     /// Theoretical arrival time in clock nanoseconds; 0 means never used.
     tat: AtomicU64,
     clock: Clock,
-    waiters: Mutex<Waiters>,
+    waiters: Mutex<Queued>,
 }
 
 #[derive(Debug, Default)]
-struct Waiters {
-    /// Each waiter's cost in nanoseconds.
-    queue: Queue<u64>,
+struct Queued {
+    queue: Waiters,
     last_ticket: u64,
 }
 
@@ -42,12 +37,20 @@ impl TokenBucket {
             rule: Gcra::new(rate, capacity),
             tat: AtomicU64::new(0),
             clock,
-            waiters: Mutex::new(Waiters::default()),
+            waiters: Mutex::new(Queued::default()),
         })
     }
 
     pub fn rule(&self) -> &Gcra {
         &self.rule
+    }
+
+    #[inline]
+    fn line(&self) -> Timeline<'_> {
+        Timeline {
+            rule: &self.rule,
+            tat: &self.tat,
+        }
     }
 
     /// Units available now (negative while reservations are outstanding).
@@ -61,15 +64,15 @@ impl TokenBucket {
     pub fn refund(&self, n: f64) -> Option<u64> {
         let cost = self.rule.cost(n.min(self.rule.capacity()));
         let mut waiters = self.waiters.lock();
-        self.give_back(&mut waiters, cost)
+        let now = self.clock.now();
+        self.line().give_back(&mut waiters.queue, now, cost)
     }
 
     /// Back to full, forgetting every reservation: its waiters are granted
     /// at once. Returns their tickets, to wake.
     pub fn reset(&self) -> Vec<u64> {
         let mut waiters = self.waiters.lock();
-        self.tat.store(0, Ordering::Release);
-        waiters.queue.clear()
+        self.line().reset(&mut waiters.queue)
     }
 
     /// The number of reservations still waiting.
@@ -77,80 +80,6 @@ impl TokenBucket {
         let mut waiters = self.waiters.lock();
         waiters.queue.prune(self.clock.now());
         waiters.queue.len()
-    }
-
-    /// Gives `cost` back at the boundary between granted units and the
-    /// waiters (`tat` when none wait): the boundary moves back by `cost`
-    /// but never before now, and the waiters with it.
-    fn give_back(&self, waiters: &mut Waiters, cost: u64) -> Option<u64> {
-        let now = self.clock.now();
-        let mut wake = waiters.queue.prune(now);
-        let Some(head) = waiters.queue.front() else {
-            self.update(|tat, now| Some(self.rule.refund(tat, now, cost)));
-            return wake;
-        };
-        // The head's stretch starts after now (it is not due yet).
-        let boundary = head.due.0 + self.rule.tau().0 - head.data;
-        let shift = cost.min(boundary - now.0);
-        self.shift(waiters, 0, shift);
-        wake = wake.or(waiters.queue.first_stale());
-        wake
-    }
-
-    /// Moves the waiters from position `from` on, and `tat`, `by` earlier.
-    fn shift(&self, waiters: &mut Waiters, from: usize, by: u64) {
-        for waiter in waiters.queue.iter_mut().skip(from) {
-            waiter.due = Nanos(waiter.due.0.saturating_sub(by));
-        }
-        // While anyone waits, only this lock's holder changes `tat` (a
-        // `try_acquire` cannot fit before the last waiter is due).
-        self.tat.fetch_sub(by, Ordering::AcqRel);
-    }
-
-    /// The CAS loop every state change goes through. `step` sees the current
-    /// `tat` and the time, and returns the new `tat`, or `None` to leave the
-    /// state as it is. Time is read once, before the loop, so a slow retry
-    /// only makes the decision more conservative, never looser.
-    #[inline]
-    fn update(&self, mut step: impl FnMut(Nanos, Nanos) -> Option<Nanos>) -> Option<Nanos> {
-        let now = self.clock.now();
-        let mut current = self.tat.load(Ordering::Acquire);
-        loop {
-            let next = step(Nanos(current), now)?;
-            match self.tat.compare_exchange_weak(
-                current,
-                next.0,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(now),
-                Err(actual) => current = actual,
-            }
-        }
-    }
-
-    /// The slow path of `reserve`: under the queue lock, so that a waiting
-    /// reservation enters the queue at the same moment it is charged.
-    fn reserve_queued(&self, cost: u64, max_wait: Option<Nanos>) -> Reservation {
-        let mut waiters = self.waiters.lock();
-        let mut outcome = Reservation::Now;
-        let mut due = Nanos::ZERO;
-        let charged = self.update(|tat, now| {
-            due = self.rule.due(tat, now, cost);
-            outcome = decide(now, due, max_wait);
-            match outcome {
-                Reservation::TooLong(_) => None,
-                _ => Some(self.rule.charge(tat, now, cost)),
-            }
-        });
-        if let (Some(now), Reservation::At(_)) = (charged, outcome) {
-            waiters.queue.prune(now);
-            let ticket = due.0.max(waiters.last_ticket + 1);
-            waiters.last_ticket = ticket;
-            waiters.queue.push(ticket, due, cost);
-            return Reservation::At(Nanos(ticket));
-        }
-        outcome
     }
 }
 
@@ -162,44 +91,31 @@ impl Limit for TokenBucket {
     #[inline]
     fn try_acquire(&self, n: f64) -> Result<bool, LimitError> {
         check_amount(n, self.rule.capacity())?;
-        let cost = self.rule.cost(n);
-        let granted = self.update(|tat, now| self.rule.take(tat, now, cost));
-        Ok(granted.is_some())
+        Ok(self.line().take(self.clock.now(), self.rule.cost(n)))
     }
 
     fn reserve(&self, n: f64, max_wait: Option<Nanos>) -> Result<Reservation, LimitError> {
         check_amount(n, self.rule.capacity())?;
         let cost = self.rule.cost(n);
         // Lock-free when the units are there now; a wait takes the queue's lock.
-        if self
-            .update(|tat, now| self.rule.take(tat, now, cost))
-            .is_some()
-        {
+        if self.line().take(self.clock.now(), cost) {
             return Ok(Reservation::Now);
         }
-        Ok(self.reserve_queued(cost, max_wait))
+        let mut waiters = self.waiters.lock();
+        let now = self.clock.now();
+        let Queued { queue, last_ticket } = &mut *waiters;
+        Ok(self.line().reserve(queue, now, cost, max_wait, |due| {
+            *last_ticket = due.0.max(*last_ticket + 1);
+            *last_ticket
+        }))
     }
 
     fn cancel(&self, n: f64, ticket: Nanos) -> Option<u64> {
         check_amount(n, self.rule.capacity()).ok()?;
         let mut waiters = self.waiters.lock();
         let now = self.clock.now();
-        let cost = match waiters.queue.remove(ticket.0) {
-            Some((waiter, behind)) if waiter.due > now => {
-                // Everyone behind it moves up by its whole stretch.
-                let from = waiters
-                    .queue
-                    .iter()
-                    .position(|w| w.ticket > ticket.0)
-                    .unwrap_or(waiters.queue.len());
-                self.shift(&mut waiters, from, waiter.data);
-                return behind.or(waiters.queue.first_stale());
-            }
-            // Already due: its units were granted; give them back.
-            Some((waiter, _)) => waiter.data,
-            None => self.rule.cost(n),
-        };
-        self.give_back(&mut waiters, cost)
+        let cost = self.rule.cost(n);
+        self.line().cancel(&mut waiters.queue, now, ticket.0, cost)
     }
 
     fn check(&self, ticket: Nanos) -> Check {

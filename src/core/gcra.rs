@@ -132,20 +132,4 @@ impl Gcra {
     pub fn refund(&self, tat: Nanos, now: Nanos, cost: u64) -> Nanos {
         Nanos(tat.0.saturating_sub(cost).max(now.0.min(tat.0)))
     }
-
-    /// The `tat` after cancelling a reservation of `cost` due at `due`, or
-    /// `None` when its units cannot be given back.
-    ///
-    /// Reserving for `due` set `tat` to exactly `due + tau`. While `tat` is
-    /// still that, nothing was charged behind the reservation and removing
-    /// its cost is exact. Once later reservations have queued behind it,
-    /// their due times were computed with its cost included and they are
-    /// already sleeping until them; taking the cost out of `tat` would let a
-    /// new request be due at the same moment as one of them, granting more
-    /// than `capacity + rate*t`. So a reservation that is not the last one
-    /// loses its units (conservative: the bound always holds).
-    #[inline]
-    pub fn cancel(&self, tat: Nanos, due: Nanos, now: Nanos, cost: u64) -> Option<Nanos> {
-        (tat.0 == due.0.saturating_add(self.tau)).then(|| self.refund(tat, now, cost))
-    }
 }

@@ -16,12 +16,19 @@
 //! amortized and memory follows the keys that are active. A key with a
 //! reservation still outstanding (`pending > 0`) is never dropped, so the
 //! waiter's completion or cancellation always finds its own bucket.
+//!
+//! Waiters. A bucket's reservations that must wait queue on its
+//! [`Timeline`], exactly as in `TokenBucket`: a cancel or a refund moves
+//! those behind up, in order. The queues live beside the shard's table,
+//! one entry per key that has waiters: a bucket stays 16 bytes and the hot
+//! paths (a grant now) never look at them.
 
 use super::clock::{Clock, Nanos};
 use super::gcra::Gcra;
-use super::limit::{check_amount, decide, LimitError, Reservation};
+use super::limit::{check_amount, Check, LimitError, Reservation};
+use super::timeline::{Timeline, Waiters};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -43,6 +50,15 @@ struct Bucket {
     rule: u32,
     /// Reservations handed out and not yet finished or cancelled.
     pending: AtomicU32,
+}
+
+impl Bucket {
+    fn line<'a>(&'a self, rule: &'a Gcra) -> Timeline<'a> {
+        Timeline {
+            rule,
+            tat: &self.tat,
+        }
+    }
 }
 
 /// A key's bytes: inline when short (user ids, model names), else boxed.
@@ -85,6 +101,32 @@ struct Shard {
     table: RwLock<HashTable<Slot>>,
     /// Number of keys after the last sweep.
     swept_len: AtomicUsize,
+    /// The queues of the keys that have waiters, taken after `table`'s lock.
+    waiters: Mutex<HashMap<Box<[u8]>, Waiters>>,
+}
+
+impl Shard {
+    /// Runs `f` on `key`'s queue; an entry exists only while it holds someone.
+    fn with_waiters<R>(&self, key: &str, f: impl FnOnce(&mut Waiters) -> R) -> R {
+        let mut queues = self.waiters.lock();
+        match queues.get_mut(key.as_bytes()) {
+            Some(queue) => {
+                let result = f(queue);
+                if queue.is_empty() {
+                    queues.remove(key.as_bytes());
+                }
+                result
+            }
+            None => {
+                let mut queue = Waiters::default();
+                let result = f(&mut queue);
+                if !queue.is_empty() {
+                    queues.insert(Box::from(key.as_bytes()), queue);
+                }
+                result
+            }
+        }
+    }
 }
 
 /// A map of GCRA token buckets, one per key.
@@ -98,6 +140,8 @@ pub struct KeyedLimiter {
     idle_timeout: Nanos,
     /// Clock time of the last sweep of every shard.
     swept_at: AtomicU64,
+    /// The last waiter's ticket: tickets are unique across keys.
+    last_ticket: AtomicU64,
     clock: Clock,
 }
 
@@ -132,6 +176,7 @@ impl KeyedLimiter {
             hasher: DefaultHashBuilder::default(),
             idle_timeout: Nanos::from_secs_f64(idle_timeout),
             swept_at: AtomicU64::new(clock.now().0),
+            last_ticket: AtomicU64::new(0),
             clock,
         })
     }
@@ -158,12 +203,7 @@ impl KeyedLimiter {
     #[inline]
     pub fn try_acquire(&self, key: &str, n: f64) -> Result<bool, LimitError> {
         self.with_bucket(key, n, |rule, bucket, now, cost| {
-            bucket
-                .tat
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                    rule.take(Nanos(tat), now, cost).map(|t| t.0)
-                })
-                .is_ok()
+            bucket.line(rule).take(now, cost)
         })
     }
 
@@ -179,18 +219,17 @@ impl KeyedLimiter {
         max_wait: Option<Nanos>,
     ) -> Result<Reservation, LimitError> {
         self.with_bucket(key, n, |rule, bucket, now, cost| {
-            let mut outcome = Reservation::Now;
-            let charged = bucket
-                .tat
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                    outcome = decide(now, rule.due(Nanos(tat), now, cost), max_wait);
-                    match outcome {
-                        Reservation::TooLong(_) => None,
-                        _ => Some(rule.charge(Nanos(tat), now, cost).0),
-                    }
-                })
-                .is_ok();
-            if charged && matches!(outcome, Reservation::At(_)) {
+            let line = bucket.line(rule);
+            // Lock-free when the units are there now; a wait takes the queue's lock.
+            if line.take(now, cost) {
+                return Reservation::Now;
+            }
+            let (_, shard) = self.locate(key);
+            let outcome = shard.with_waiters(key, |queue| {
+                let now = self.clock.now();
+                line.reserve(queue, now, cost, max_wait, |due| self.next_ticket(due))
+            });
+            if matches!(outcome, Reservation::At(_)) {
                 // Under the shard's lock: a sweep cannot run between the
                 // charge and this count.
                 bucket.pending.fetch_add(1, Ordering::AcqRel);
@@ -199,26 +238,53 @@ impl KeyedLimiter {
         })
     }
 
+    /// A ticket above every earlier one and at least `due`.
+    fn next_ticket(&self, due: Nanos) -> u64 {
+        let mut ticket = 0;
+        let _ = self
+            .last_ticket
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                ticket = due.0.max(last + 1);
+                Some(ticket)
+            });
+        ticket
+    }
+
+    /// Where `key`'s reservation `ticket` stands (see [`Check`]).
+    pub fn check(&self, key: &str, ticket: Nanos) -> Check {
+        let now = self.clock.now();
+        self.with_queued(key, |_, _, queue| queue.check(ticket.0, now))
+            .unwrap_or(Check::Granted(None))
+    }
+
     /// Ends a reservation whose units were used.
     pub fn finish(&self, key: &str) {
         self.with_existing(key, |_, bucket| release(bucket));
     }
 
-    /// Gives back a reservation of `n` units due at `due` that its waiter
-    /// abandoned, when nothing has queued behind it (see [`Gcra::cancel`]).
-    pub fn cancel(&self, key: &str, n: f64, due: Nanos) {
-        let now = self.clock.now();
-        self.with_existing(key, |rule, bucket| {
-            if check_amount(n, rule.capacity()).is_ok() {
-                let cost = rule.cost(n);
-                let _ = bucket
-                    .tat
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                        rule.cancel(Nanos(tat), due, now, cost).map(|t| t.0)
-                    });
-            }
+    /// Gives back `key`'s reservation `ticket` of `n` units that its waiter
+    /// abandoned: those behind it move up. Returns the ticket of a waiter
+    /// to wake.
+    pub fn cancel(&self, key: &str, n: f64, ticket: Nanos) -> Option<u64> {
+        self.with_queued(key, |rule, bucket, queue| {
             release(bucket);
-        });
+            check_amount(n, rule.capacity()).ok()?;
+            let cost = rule.cost(n);
+            bucket
+                .line(rule)
+                .cancel(queue, self.clock.now(), ticket.0, cost)
+        })
+        .flatten()
+    }
+
+    /// Gives `n` units back to `key`, never above capacity; its waiters
+    /// move up first. Returns the ticket of a waiter to wake.
+    pub fn refund(&self, key: &str, n: f64) -> Option<u64> {
+        self.with_queued(key, |rule, bucket, queue| {
+            let cost = rule.cost(n.min(rule.capacity()));
+            bucket.line(rule).give_back(queue, self.clock.now(), cost)
+        })
+        .flatten()
     }
 
     /// How long until `n` units of `key` would be granted; zero when now.
@@ -263,21 +329,28 @@ impl KeyedLimiter {
         self.len() == 0
     }
 
-    /// Puts `key`'s bucket back to full.
-    pub fn reset_key(&self, key: &str) {
-        self.with_existing(key, |_, b| b.tat.store(0, Ordering::Release));
+    /// Puts `key`'s bucket back to full; its waiters are granted at once.
+    /// Returns their tickets, to wake.
+    pub fn reset_key(&self, key: &str) -> Vec<u64> {
+        self.with_queued(key, |rule, bucket, queue| bucket.line(rule).reset(queue))
+            .unwrap_or_default()
     }
 
-    /// Every bucket back to full; buckets with no waiter are dropped.
-    pub fn reset(&self) {
+    /// Every bucket back to full, its waiters granted at once; buckets with
+    /// no reservation outstanding are dropped. Returns the waiters' tickets.
+    pub fn reset(&self) -> Vec<u64> {
+        let mut woken = Vec::new();
         for shard in self.shards.iter() {
             let mut table = shard.table.write();
+            let mut queues = shard.waiters.lock();
+            woken.extend(queues.drain().flat_map(|(_, mut queue)| queue.clear()));
             table.retain(|(_, bucket)| {
                 bucket.tat.store(0, Ordering::Release);
                 bucket.pending.load(Ordering::Acquire) > 0
             });
             shard.swept_len.store(table.len(), Ordering::Relaxed);
         }
+        woken
     }
 
     fn rule_index(&self, key: &str) -> u32 {
@@ -309,6 +382,19 @@ impl KeyedLimiter {
         let table = shard.table.read();
         let (_, bucket) = table.find(hash, |(k, _)| k.as_bytes() == key.as_bytes())?;
         Some(f(&self.rules[bucket.rule as usize], bucket))
+    }
+
+    /// Runs `f` on `key`'s bucket and its queue, if the key exists.
+    fn with_queued<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Gcra, &Bucket, &mut Waiters) -> R,
+    ) -> Option<R> {
+        let (hash, shard) = self.locate(key);
+        let table = shard.table.read();
+        let (_, bucket) = table.find(hash, |(k, _)| k.as_bytes() == key.as_bytes())?;
+        let rule = &self.rules[bucket.rule as usize];
+        Some(shard.with_waiters(key, |queue| f(rule, bucket, queue)))
     }
 
     /// Runs `step` on `key`'s bucket, creating it if needed, once `n` has
@@ -405,3 +491,7 @@ fn release(bucket: &Bucket) {
 #[cfg(test)]
 #[path = "keyed_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "keyed_props.rs"]
+mod props;

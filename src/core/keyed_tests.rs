@@ -165,3 +165,71 @@ fn threads_on_one_key_never_exceed_capacity() {
         .sum();
     assert!((1000..=1001).contains(&granted), "granted {granted}");
 }
+
+fn due_of(k: &KeyedLimiter, key: &str, ticket: Nanos) -> Option<Nanos> {
+    match k.check(key, ticket) {
+        Check::Waiting(due) => Some(due),
+        Check::Granted(_) => None,
+    }
+}
+
+#[test]
+fn a_cancel_moves_the_waiters_behind_up_and_a_newcomer_queues_behind_them() {
+    let (k, clock) = limiter(vec![]);
+    k.try_acquire("a", 2.0).unwrap();
+    let tickets: Vec<Nanos> = (0..3)
+        .map(|_| match k.reserve("a", 1.0, None).unwrap() {
+            Reservation::At(t) => t,
+            other => panic!("expected a reservation, got {other:?}"),
+        })
+        .collect();
+    clock.advance(Nanos(SECOND / 4));
+    assert_eq!(k.cancel("a", 1.0, tickets[0]), Some(tickets[1].0));
+    assert_eq!(due_of(&k, "a", tickets[1]), Some(Nanos(2 * SECOND)));
+    assert_eq!(due_of(&k, "a", tickets[2]), Some(Nanos(3 * SECOND)));
+    let Reservation::At(newcomer) = k.reserve("a", 1.0, None).unwrap() else {
+        panic!("expected a reservation")
+    };
+    assert_eq!(due_of(&k, "a", newcomer), Some(Nanos(4 * SECOND)));
+}
+
+#[test]
+fn a_refund_goes_to_the_waiters_not_to_a_newcomer() {
+    let (k, _) = limiter(vec![]);
+    k.try_acquire("a", 2.0).unwrap();
+    let Reservation::At(waiter) = k.reserve("a", 2.0, None).unwrap() else {
+        panic!("expected a reservation")
+    };
+    assert_eq!(k.refund("a", 2.0), Some(waiter.0));
+    assert_eq!(due_of(&k, "a", waiter), None);
+    assert!(!k.try_acquire("a", 1.0).unwrap());
+    assert_eq!(k.wait_time("a", 2.0).unwrap(), Nanos(2 * SECOND));
+}
+
+#[test]
+fn a_key_without_waiters_keeps_no_queue() {
+    assert_eq!(std::mem::size_of::<Bucket>(), 16);
+    let (k, clock) = limiter(vec![]);
+    k.try_acquire("a", 2.0).unwrap();
+    let Reservation::At(ticket) = k.reserve("a", 1.0, None).unwrap() else {
+        panic!("expected a reservation")
+    };
+    let queues =
+        |k: &KeyedLimiter| -> usize { k.shards.iter().map(|s| s.waiters.lock().len()).sum() };
+    assert_eq!(queues(&k), 1);
+    clock.advance(Nanos(SECOND));
+    assert_eq!(k.check("a", ticket), Check::Granted(None));
+    assert_eq!(queues(&k), 0);
+}
+
+#[test]
+fn reset_grants_the_waiters_of_a_key() {
+    let (k, _) = limiter(vec![]);
+    k.try_acquire("a", 2.0).unwrap();
+    let Reservation::At(ticket) = k.reserve("a", 1.0, None).unwrap() else {
+        panic!("expected a reservation")
+    };
+    assert_eq!(k.reset_key("a"), vec![ticket.0]);
+    assert_eq!(k.check("a", ticket), Check::Granted(None));
+    assert_eq!(k.available("a"), 2.0);
+}

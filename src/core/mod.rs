@@ -11,6 +11,7 @@ pub mod limit;
 pub mod limiter;
 pub mod queue;
 pub mod semaphore;
+pub mod timeline;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, Nanos};

@@ -111,7 +111,7 @@ limit_pymethods!(TokenBucket, {
     /// >>> bucket.try_acquire(5); bucket.refund(3); bucket.available
     /// True
     /// 3.0
-    fn refund(&self, py: Python<'_>, n: f64) -> PyResult<()> {
+    fn refund(&self, py: Python<'_>, #[pyo3(from_py_with = number)] n: f64) -> PyResult<()> {
         let behind = self.inner.refund(check_positive("n", n)?);
         self.wakers.wake(py, behind);
         Ok(())

@@ -23,15 +23,27 @@ pub fn config_error(message: String) -> PyErr {
 /// for a float (`10**400`) becomes an infinity of its sign instead of an
 /// `OverflowError` that names nothing, so that the argument's own check
 /// refuses it with a `ValueError` naming the argument.
+///
+/// The success path is the plain conversion: the hot calls' amounts use it.
+#[inline]
 pub fn number(value: &Bound<'_, PyAny>) -> PyResult<f64> {
     match value.extract::<f64>() {
-        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => Ok(if value.lt(0)? {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        }),
-        other => other,
+        Ok(v) => Ok(v),
+        Err(err) => overflow_to_infinity(value, err),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn overflow_to_infinity(value: &Bound<'_, PyAny>, err: PyErr) -> PyResult<f64> {
+    if !err.is_instance_of::<PyOverflowError>(value.py()) {
+        return Err(err);
+    }
+    Ok(if value.lt(0)? {
+        f64::NEG_INFINITY
+    } else {
+        f64::INFINITY
+    })
 }
 
 /// [`number`] for an argument that may be `None`.

@@ -1,14 +1,14 @@
 //! `KeyedLimiter`: the binding of `core::keyed::KeyedLimiter`.
 
 use crate::core::keyed;
-use crate::core::Reservation;
+use crate::core::{Check, Clock, Limit, LimitError, Nanos, Reservation};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMapping, PyString};
 
 use super::clock::clock_from;
-use super::errors::{check_max_wait, config_error};
-use super::protocol;
+use super::errors::{check_max_wait, check_positive, config_error, number, optional_number};
+use super::protocol::{self, Wakers};
 use super::text::borrow_str;
 
 /// One token bucket per key, created on first use, dropped when idle.
@@ -20,6 +20,50 @@ use super::text::borrow_str;
 #[pyclass(frozen, weakref, module = "ratekeeper", name = "KeyedLimiter")]
 pub struct KeyedLimiter {
     inner: keyed::KeyedLimiter,
+    /// Async waiters' wake-ups, by ticket (unique across keys).
+    wakers: Wakers,
+}
+
+/// One key of a keyed limiter seen as a [`Limit`], so that the waiting
+/// written once in `protocol` serves it too.
+struct KeyLimit<'a> {
+    limiter: &'a keyed::KeyedLimiter,
+    key: &'a str,
+}
+
+impl Limit for KeyLimit<'_> {
+    fn clock(&self) -> &Clock {
+        self.limiter.clock()
+    }
+
+    fn try_acquire(&self, n: f64) -> Result<bool, LimitError> {
+        self.limiter.try_acquire(self.key, n)
+    }
+
+    fn reserve(&self, n: f64, max_wait: Option<Nanos>) -> Result<Reservation, LimitError> {
+        self.limiter.reserve(self.key, n, max_wait)
+    }
+
+    fn cancel(&self, n: f64, ticket: Nanos) -> Option<u64> {
+        self.limiter.cancel(self.key, n, ticket)
+    }
+
+    fn check(&self, ticket: Nanos) -> Check {
+        self.limiter.check(self.key, ticket)
+    }
+
+    fn wait_time(&self, n: f64) -> Result<Nanos, LimitError> {
+        self.limiter.wait_time(self.key, n)
+    }
+}
+
+impl KeyedLimiter {
+    fn key<'a>(&'a self, key: &'a str) -> KeyLimit<'a> {
+        KeyLimit {
+            limiter: &self.inner,
+            key,
+        }
+    }
 }
 
 /// Reads `overrides`: a mapping of `str` key to a `(rate, capacity)` pair.
@@ -49,7 +93,11 @@ fn overrides_from(overrides: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String,
             ))
         })?;
         let key = key.to_cow()?.into_owned();
-        let (rate, capacity): (f64, f64) = value.extract().map_err(|_| {
+        let pair = || {
+            let (rate, capacity): (Bound<'_, PyAny>, Bound<'_, PyAny>) = value.extract()?;
+            PyResult::Ok((number(&rate)?, number(&capacity)?))
+        };
+        let (rate, capacity) = pair().map_err(|_| {
             PyTypeError::new_err(format!(
                 "overrides[{key:?}] must be a (rate, capacity) pair of numbers"
             ))
@@ -65,10 +113,10 @@ impl KeyedLimiter {
     #[pyo3(signature = (rate, capacity, *, overrides=None, idle_timeout=600.0, clock=None, backend=None))]
     fn py_new(
         py: Python<'_>,
-        rate: f64,
-        capacity: f64,
+        #[pyo3(from_py_with = number)] rate: f64,
+        #[pyo3(from_py_with = number)] capacity: f64,
         overrides: Option<&Bound<'_, PyAny>>,
-        idle_timeout: f64,
+        #[pyo3(from_py_with = number)] idle_timeout: f64,
         clock: Option<&Bound<'_, PyAny>>,
         backend: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
@@ -89,7 +137,8 @@ impl KeyedLimiter {
         let overrides = overrides_from(overrides)?;
         let inner = keyed::KeyedLimiter::new(rate, capacity, overrides, idle_timeout, clock)
             .map_err(config_error)?;
-        Ok(Py::new(py, KeyedLimiter { inner })?.into_any())
+        let wakers = Wakers::default();
+        Ok(Py::new(py, KeyedLimiter { inner, wakers })?.into_any())
     }
 
     /// Takes `n` units from `key`'s bucket now if they are available.
@@ -97,7 +146,11 @@ impl KeyedLimiter {
     /// >>> KeyedLimiter(rate=1.0, capacity=5).try_acquire("u1", 2)
     /// True
     #[pyo3(signature = (key, n=1.0))]
-    fn try_acquire(&self, key: &Bound<'_, PyAny>, n: f64) -> PyResult<bool> {
+    fn try_acquire(
+        &self,
+        key: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = number)] n: f64,
+    ) -> PyResult<bool> {
         Ok(self.inner.try_acquire(borrow_str(key, "key")?, n)?)
     }
 
@@ -111,21 +164,20 @@ impl KeyedLimiter {
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
-        n: f64,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = number)] n: f64,
+        #[pyo3(from_py_with = optional_number)] timeout: Option<f64>,
     ) -> PyResult<bool> {
         let key = borrow_str(key, "key")?;
         let max_wait = check_max_wait(timeout)?;
         match self.inner.reserve(key, n, max_wait)? {
             Reservation::Now => Ok(true),
             Reservation::TooLong(_) => Ok(false),
-            Reservation::At(due) => {
-                let waited = protocol::wait_until(py, self.inner.clock(), due);
-                match waited {
-                    Ok(()) => self.inner.finish(key),
-                    Err(_) => self.inner.cancel(key, n, due),
-                }
-                waited.map(|()| true)
+            Reservation::At(ticket) => {
+                let limit = self.key(key);
+                protocol::wait_for(py, &limit, &self.wakers, ticket)
+                    .inspect_err(|_| protocol::cancel(py, &limit, &self.wakers, n, ticket))?;
+                self.inner.finish(key);
+                Ok(true)
             }
         }
     }
@@ -137,7 +189,11 @@ impl KeyedLimiter {
     /// True
     /// 2.0
     #[pyo3(signature = (key, n=1.0))]
-    fn wait_time(&self, key: &Bound<'_, PyAny>, n: f64) -> PyResult<f64> {
+    fn wait_time(
+        &self,
+        key: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = number)] n: f64,
+    ) -> PyResult<f64> {
         Ok(self
             .inner
             .wait_time(borrow_str(key, "key")?, n)?
@@ -145,19 +201,50 @@ impl KeyedLimiter {
     }
 
     #[pyo3(signature = (key, n=1.0, timeout=None))]
-    fn _reserve(&self, key: &Bound<'_, PyAny>, n: f64, timeout: Option<f64>) -> PyResult<i64> {
+    fn _reserve(
+        &self,
+        key: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = number)] n: f64,
+        #[pyo3(from_py_with = optional_number)] timeout: Option<f64>,
+    ) -> PyResult<i64> {
         let key = borrow_str(key, "key")?;
         let max_wait = check_max_wait(timeout)?;
         Ok(protocol::encode(self.inner.reserve(key, n, max_wait)?))
     }
 
-    fn _until(&self, due: i64) -> f64 {
-        protocol::until(self.inner.clock(), protocol::due_from(due))
+    fn _until(&self, py: Python<'_>, key: &Bound<'_, PyAny>, due: i64) -> PyResult<f64> {
+        let limit = self.key(borrow_str(key, "key")?);
+        let ticket = protocol::due_from(due);
+        Ok(protocol::until_granted(py, &limit, &self.wakers, ticket))
     }
 
-    fn _cancel(&self, key: &Bound<'_, PyAny>, n: f64, due: i64) -> PyResult<()> {
-        self.inner
-            .cancel(borrow_str(key, "key")?, n, protocol::due_from(due));
+    fn _wake_on(&self, due: i64, callback: Py<PyAny>) {
+        self.wakers.set(due.max(0) as u64, callback)
+    }
+
+    fn _cancel(&self, py: Python<'_>, key: &Bound<'_, PyAny>, n: f64, due: i64) -> PyResult<()> {
+        let limit = self.key(borrow_str(key, "key")?);
+        protocol::cancel(py, &limit, &self.wakers, n, protocol::due_from(due));
+        Ok(())
+    }
+
+    /// Gives `n` units back to `key`, never above capacity. With
+    /// reservations waiting on it, they get the units first (they move up,
+    /// in order).
+    ///
+    /// >>> limiter = KeyedLimiter(rate=1.0, capacity=5, clock=ManualClock())
+    /// >>> limiter.try_acquire("u1", 5); limiter.refund("u1", 3); limiter.available("u1")
+    /// True
+    /// 3.0
+    fn refund(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = number)] n: f64,
+    ) -> PyResult<()> {
+        let key = borrow_str(key, "key")?;
+        let behind = self.inner.refund(key, check_positive("n", n)?);
+        self.wakers.wake(py, behind);
         Ok(())
     }
 
@@ -174,18 +261,20 @@ impl KeyedLimiter {
         Ok(self.inner.available(borrow_str(key, "key")?))
     }
 
-    /// Puts `key`'s bucket back to full, or every bucket when `key` is None.
+    /// Puts `key`'s bucket back to full, or every bucket when `key` is None;
+    /// their waiters go at once.
     ///
     /// >>> limiter = KeyedLimiter(rate=1.0, capacity=5, clock=ManualClock())
     /// >>> limiter.try_acquire("u1", 5); limiter.reset("u1"); limiter.available("u1")
     /// True
     /// 5.0
     #[pyo3(signature = (key=None))]
-    fn reset(&self, key: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        match key.filter(|k| !k.is_none()) {
+    fn reset(&self, py: Python<'_>, key: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let tickets = match key.filter(|k| !k.is_none()) {
             Some(key) => self.inner.reset_key(borrow_str(key, "key")?),
             None => self.inner.reset(),
-        }
+        };
+        self.wakers.wake_all(py, tickets);
         Ok(())
     }
 

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::clock::clock_from;
-use super::errors::{check_non_negative, check_timeout, config_error, rate_limit_timeout};
+use super::errors::{
+    check_non_negative, check_timeout, config_error, number, optional_number, rate_limit_timeout,
+};
 use super::permit::Permit;
 use super::protocol::{Wakers, SIGNAL_CHECK_INTERVAL};
 
@@ -234,19 +236,31 @@ impl Limiter {
     #[allow(clippy::too_many_arguments)]
     fn py_new(
         py: Python<'_>,
-        rpm: Option<f64>,
-        tpm: Option<f64>,
-        rps: Option<f64>,
-        rph: Option<f64>,
-        rpd: Option<f64>,
-        itpm: Option<f64>,
-        otpm: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] rpm: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] tpm: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] rps: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] rph: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] rpd: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] itpm: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] otpm: Option<f64>,
         concurrency: Option<&Bound<'_, PyAny>>,
-        burst: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] burst: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
         backend: Option<&Bound<'_, PyAny>>,
         key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        for (name, value) in [
+            ("rpm", rpm),
+            ("tpm", tpm),
+            ("rps", rps),
+            ("rph", rph),
+            ("rpd", rpd),
+            ("itpm", itpm),
+            ("otpm", otpm),
+            ("burst", burst),
+        ] {
+            check_limit(name, value)?;
+        }
         if let Some(backend) = backend.filter(|b| !b.is_none()) {
             // Shared through Redis: a different engine (ratekeeper/redis_limiter.py)
             // with the same methods, so the in-process one pays nothing for it.
@@ -305,10 +319,10 @@ impl Limiter {
     fn acquire(
         &self,
         py: Python<'_>,
-        tokens: f64,
-        timeout: Option<f64>,
-        input_tokens: Option<f64>,
-        output_tokens: Option<f64>,
+        #[pyo3(from_py_with = number)] tokens: f64,
+        #[pyo3(from_py_with = optional_number)] timeout: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] input_tokens: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] output_tokens: Option<f64>,
     ) -> PyResult<Permit> {
         let shared = &self.shared;
         let amounts = amounts(shared, tokens, input_tokens, output_tokens)?;
@@ -346,10 +360,10 @@ impl Limiter {
     fn _reserve(
         &self,
         py: Python<'_>,
-        tokens: f64,
-        timeout: Option<f64>,
-        input_tokens: Option<f64>,
-        output_tokens: Option<f64>,
+        #[pyo3(from_py_with = number)] tokens: f64,
+        #[pyo3(from_py_with = optional_number)] timeout: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] input_tokens: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] output_tokens: Option<f64>,
         holds_slot: bool,
         slot_waited: f64,
     ) -> PyResult<Option<Permit>> {
@@ -408,7 +422,7 @@ impl Limiter {
     /// >>> limiter = Limiter(rpm=60, clock=ManualClock())
     /// >>> limiter.pause(30.0); limiter.stats()["paused_for"]
     /// 30.0
-    fn pause(&self, seconds: f64) -> PyResult<()> {
+    fn pause(&self, #[pyo3(from_py_with = number)] seconds: f64) -> PyResult<()> {
         let seconds = check_non_negative("seconds", seconds)?;
         self.shared.budgets.pause(Nanos::from_secs_f64(seconds));
         Ok(())
@@ -552,6 +566,25 @@ impl Limiter {
             parts.push("clock=ManualClock".to_string());
         }
         format!("Limiter({})", parts.join(", "))
+    }
+}
+
+/// The largest budget a Limiter takes: past any real API's (the header
+/// parser ignores counts beyond it too), and a rate whose unit still costs
+/// about a nanosecond or more.
+const MAX_LIMIT: f64 = 1e15;
+
+/// Refuses a budget too large to use (`2**64`, or `10**400` read as
+/// infinity), naming it; other bad values are refused by the core.
+fn check_limit(name: &str, value: Option<f64>) -> PyResult<()> {
+    match value {
+        Some(v) if v.is_finite() && v > MAX_LIMIT => Err(PyValueError::new_err(format!(
+            "{name} must be at most {MAX_LIMIT:e}, got {v:e}"
+        ))),
+        Some(v) if v.is_infinite() => Err(PyValueError::new_err(format!(
+            "{name} must be a finite number > 0, got {v}"
+        ))),
+        _ => Ok(()),
     }
 }
 

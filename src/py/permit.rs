@@ -10,7 +10,7 @@ use pyo3::types::PyTuple;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::errors::config_error;
+use super::errors::{config_error, optional_number};
 use super::limiter::Shared;
 use super::protocol::SIGNAL_CHECK_INTERVAL;
 
@@ -111,9 +111,9 @@ impl Permit {
     fn reconcile(
         &self,
         py: Python<'_>,
-        actual_tokens: Option<f64>,
-        input_tokens: Option<f64>,
-        output_tokens: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] actual_tokens: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] input_tokens: Option<f64>,
+        #[pyo3(from_py_with = optional_number)] output_tokens: Option<f64>,
     ) -> PyResult<()> {
         let mut grant = self.grant.lock();
         let actual = grant

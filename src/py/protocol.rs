@@ -80,7 +80,12 @@ pub fn cancel(py: Python<'_>, limit: &impl Limit, wakers: &Wakers, n: f64, ticke
 /// Sleeps (GIL released) until the reservation `ticket` is granted,
 /// reading its due time again after each slice: a waiter ahead that gives
 /// back moves it up.
-fn wait_for(py: Python<'_>, limit: &impl Limit, wakers: &Wakers, ticket: Nanos) -> PyResult<()> {
+pub fn wait_for(
+    py: Python<'_>,
+    limit: &impl Limit,
+    wakers: &Wakers,
+    ticket: Nanos,
+) -> PyResult<()> {
     loop {
         match limit.check(ticket) {
             Check::Granted(behind) => {
@@ -132,32 +137,9 @@ pub fn acquire_blocking(
     }
 }
 
-/// Sleeps until `due` on `clock` with the GIL released, checking for signals
-/// (Ctrl-C) between slices. On an error the caller gives its reservation
-/// back.
-pub fn wait_until(py: Python<'_>, clock: &Clock, due: Nanos) -> PyResult<()> {
-    loop {
-        let reached = py.detach(|| clock.sleep_until(due, SIGNAL_CHECK_INTERVAL));
-        py.check_signals()?;
-        if reached {
-            return Ok(());
-        }
-    }
-}
-
 /// A due time handed to Python by `_reserve`, read back.
 pub fn due_from(due: i64) -> Nanos {
     Nanos(due.max(0) as u64)
-}
-
-/// `_until(due)`: seconds left until `due` on `clock`. A manual clock is
-/// advanced to `due` instead (virtual time) and answers 0.
-pub fn until(clock: &Clock, due: Nanos) -> f64 {
-    if let Clock::Manual(manual) = clock {
-        manual.advance_to(due);
-        return 0.0;
-    }
-    (due - clock.now()).as_secs_f64()
 }
 
 /// The Python methods of the limiter protocol, written once for every class
@@ -175,7 +157,7 @@ macro_rules! limit_pymethods {
             /// >>> limiter.try_acquire(2)
             /// True
             #[pyo3(signature = (n=1.0))]
-            fn try_acquire(&self, n: f64) -> PyResult<bool> {
+            fn try_acquire(&self, #[pyo3(from_py_with = $crate::py::errors::number)] n: f64) -> PyResult<bool> {
                 Ok($crate::core::Limit::try_acquire(&self.inner, n)?)
             }
 
@@ -186,7 +168,7 @@ macro_rules! limit_pymethods {
             /// >>> limiter.acquire(2, timeout=1.0)
             /// True
             #[pyo3(signature = (n=1.0, timeout=None))]
-            fn acquire(&self, py: Python<'_>, n: f64, timeout: Option<f64>) -> PyResult<bool> {
+            fn acquire(&self, py: Python<'_>, #[pyo3(from_py_with = $crate::py::errors::number)] n: f64, #[pyo3(from_py_with = $crate::py::errors::optional_number)] timeout: Option<f64>) -> PyResult<bool> {
                 $crate::py::protocol::acquire_blocking(py, &self.inner, &self.wakers, n, timeout)
             }
 
@@ -196,12 +178,12 @@ macro_rules! limit_pymethods {
             /// >>> limiter.wait_time(2)
             /// 0.0
             #[pyo3(signature = (n=1.0))]
-            fn wait_time(&self, n: f64) -> PyResult<f64> {
+            fn wait_time(&self, #[pyo3(from_py_with = $crate::py::errors::number)] n: f64) -> PyResult<f64> {
                 Ok($crate::core::Limit::wait_time(&self.inner, n)?.as_secs_f64())
             }
 
             #[pyo3(signature = (n=1.0, timeout=None))]
-            fn _reserve(&self, n: f64, timeout: Option<f64>) -> PyResult<i64> {
+            fn _reserve(&self, #[pyo3(from_py_with = $crate::py::errors::number)] n: f64, #[pyo3(from_py_with = $crate::py::errors::optional_number)] timeout: Option<f64>) -> PyResult<i64> {
                 $crate::py::protocol::reserve(&self.inner, n, timeout)
             }
 
