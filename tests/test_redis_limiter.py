@@ -289,6 +289,15 @@ def test_keyed_limiter_keeps_each_key_in_redis(redis_url: str, unique_key: str) 
         users.try_acquire(5)  # type: ignore[arg-type]
 
 
+def test_keyed_limiter_refunds_a_key_on_redis(redis_url: str, unique_key: str) -> None:
+    users = rk.KeyedLimiter(0.01, 2, backend=rk.RedisBackend(redis_url, prefix=unique_key))
+    assert users.try_acquire("u1", 2)
+    users.refund("u1", 1)
+    assert users.available("u1") == pytest.approx(1, abs=0.01)
+    assert users.try_acquire("u1") and not users.try_acquire("u1")
+    assert users.available("u2") == pytest.approx(2)
+
+
 async def test_keyed_limiter_acquire_async_on_redis(redis_url: str, unique_key: str) -> None:
     users = rk.KeyedLimiter(10, 1, backend=rk.RedisBackend(redis_url, prefix=unique_key))
     assert await users.acquire_async("u")

@@ -75,6 +75,13 @@ class RedisKeyedLimiter:
         """
         return self._bucket(key).try_acquire(n)
 
+    def refund(self, key: str, n: float) -> None:
+        """Gives ``n`` units back to ``key``'s shared bucket, never above capacity (one Redis call).
+
+        >>> users.refund("u1", 1)  # doctest: +SKIP
+        """
+        self._bucket(key).refund(n)
+
     def acquire(self, key: str, n: float = 1.0, timeout: Optional[float] = None) -> bool:
         """Waits (GIL released) for ``n`` units of ``key``; ``False``, taking nothing, past ``timeout``.
 
