@@ -12,10 +12,19 @@ cargo test -q --no-default-features
 
 redis_dir=""
 cleanup() {
+    # Never changes the exit status: the tests' result is what counts.
     if [ -n "$redis_dir" ] && [ -f "$redis_dir/redis.pid" ]; then
-        kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null || true
+        pid=$(cat "$redis_dir/redis.pid")
+        kill "$pid" 2>/dev/null || true
+        # Wait until it is gone: it writes its log while shutting down.
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
     fi
-    [ -n "$redis_dir" ] && rm -rf "$redis_dir"
+    if [ -n "$redis_dir" ]; then
+        rm -rf "$redis_dir" 2>/dev/null || true
+    fi
 }
 trap cleanup EXIT
 
