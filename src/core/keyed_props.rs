@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::core::clock::ManualClock;
+use crate::core::Check;
 use proptest::prelude::*;
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::core::clock::ManualClock;
+use crate::core::Check;
 use std::sync::Arc;
 
 const SECOND: u64 = 1_000_000_000;
