@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import ratekeeper as rk
+from ratekeeper import _core
+from ratekeeper._guarding import clone_breaker
 
 # --- transitions -----------------------------------------------------------
 
@@ -498,3 +500,13 @@ def test_on_state_change_must_be_a_plain_callable() -> None:
 
     with pytest.raises(TypeError, match="on_state_change"):
         rk.CircuitBreaker(on_state_change=later)
+
+
+def test_clone_of_a_rust_breaker_is_a_fresh_one_with_its_settings():
+    template = _core.CircuitBreaker(4, 7.0, half_open_max_calls=2)
+    template.record_failure()
+    clone = clone_breaker(template)
+    assert type(clone) is _core.CircuitBreaker
+    assert clone is not template
+    assert (clone.failure_threshold, clone.reset_timeout, clone.half_open_max_calls) == (4, 7.0, 2)
+    assert rk.CircuitBreaker(3).copy().failure_threshold == 3

@@ -14,6 +14,7 @@ import pytest
 from scripted_server import ScriptedServer, closed_port
 
 import ratekeeper as rk
+from ratekeeper import classify
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -216,3 +217,11 @@ def test_user_defined_network_error_names_are_recognised() -> None:
         pass
 
     assert rk.is_retryable(UpstreamConnectError()) and rk.is_retryable(GatewayTimeoutError())
+
+
+def test_verdict_cache_of_exception_classes_stays_bounded():
+    for index in range(classify._VERDICT_CACHE_SIZE * 2):
+        kind = type(f"Made{index}Error", (Exception,), {})
+        assert classify.is_retryable(kind()) is False
+    assert len(classify._verdict_by_type) <= classify._VERDICT_CACHE_SIZE
+    assert classify.is_retryable(TimeoutError()) is True

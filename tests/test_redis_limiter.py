@@ -6,7 +6,9 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
+import os
 import signal
+import threading
 import time
 
 import pytest
@@ -395,3 +397,32 @@ async def test_an_acquire_cancelled_before_redis_replies_gives_its_reservation_b
     with limiter.acquire(timeout=5.0):
         pass
     assert time.monotonic() - started < 1.0
+
+
+class _Interrupted(BaseException):
+    """Stands in for KeyboardInterrupt, raised from a signal handler in the main thread."""
+
+
+def test_interrupted_sync_redis_acquire_counts_cancelled_and_gives_back(
+    redis_url: str, unique_key: str
+) -> None:
+    def interrupt(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    limiter = rk.Limiter(rpm=1, tpm=1000, backend=rk.RedisBackend(redis_url), key=unique_key)
+    limiter.acquire(tokens=10).release()  # the one request of this minute
+    before = limiter.available("tpm")
+    assert before is not None
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    try:
+        with pytest.raises(_Interrupted):
+            limiter.acquire(tokens=10)  # would wait about a minute
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    stats = limiter.stats()
+    assert (stats["granted"], stats["cancelled"], stats["in_flight"]) == (1, 1, 0)
+    after = limiter.available("tpm")
+    assert after is not None and after >= before - 0.5  # not the 10 it reserved
