@@ -26,21 +26,20 @@ import time
 from typing import Any, Awaitable, Callable, Optional
 
 from ._events import emit
-from .headers import ServerLimits, read_limits
+from ._slow_start import SlowStart
+from .headers import ServerLimits, read_limits, retry_after
 from .limiter import LEARNED, adopt_server_limits
 
-__all__ = ["KNOWN", "Learning", "ModelBudgets", "adaptive_pace", "learning_for"]
+__all__ = ["Learning", "ModelBudgets", "adaptive_pace", "learning_for"]
 
 _REGISTRY_LOCK = threading.Lock()
 
 _REQUEST_BUDGETS = ("rps", "rpm", "rph", "rpd")
 _ALL_BUDGETS = (*_REQUEST_BUDGETS, "tpm", "itpm", "otpm")
-PROBE_WAIT = 5.0  # seconds the other calls wait for a model's first response, at most
-_POLL = 0.01  # seconds between looks at whether the first response is in
+_POLL = 0.01  # seconds between looks at whether the slow start's window has room
 BETA = 0.8  # the multiplicative decrease on a 429
 ALPHA = 0.05  # the additive increase per second, as a share of the rate after the last decrease
 MIN_RATE = 1.0 / 60.0  # requests per second: never slower than one a minute
-_UNKNOWN, _PROBING, KNOWN = range(3)
 
 
 def learning_for(limiter: Any, clock: Any = None) -> Optional[Learning]:
@@ -115,17 +114,17 @@ class Learning:
 
 
 class ModelBudgets:
-    """One model's (or ``"*"``'s) learned limiter, adaptive rate and first-response gate."""
+    """One model's (or ``"*"``'s) learned limiter, adaptive rate and slow start."""
 
     def __init__(self, learning: Learning, key: str) -> None:
         self.learning = learning
         self.key = key
         self.learned: dict[str, float] = {}
         self.limiter: Any = None
-        self.state = _UNKNOWN
-        self.probe_started = 0.0
+        self.slow = SlowStart()
         self.rate: Optional[float] = None  # the adaptive rate (requests/s); None: unpaced
         self.estimating = False  # a first 429 came: the rate is set at the next request
+        self.first_wait: Optional[float] = None  # the first 429's Retry-After
         self.next_at = 0.0
         self.paused_until = 0.0
         self.binding = False  # the last place taken was waited for
@@ -143,18 +142,15 @@ class ModelBudgets:
         return out
 
     # -- before a request -----------------------------------------------------
-    def gate(self) -> float:
-        """Seconds to wait before looking again (the first response is not in), or 0: go."""
-        if self.state == KNOWN:
+    def enter(self) -> Optional[int]:
+        """A place in the slow start's line (see :mod:`ratekeeper._slow_start`), or None: over."""
+        return None if self.slow.over else self.slow.enter()
+
+    def through(self, ticket: Optional[int]) -> float:
+        """Seconds to wait before looking again (the window is full), or 0: go."""
+        if ticket is None or self.slow.go(ticket, self.learning.now()):
             return 0.0
-        with self._lock:
-            now = self.learning.now()
-            if self.state == _UNKNOWN:
-                self.state, self.probe_started = _PROBING, now
-                return 0.0
-            if self.state == _PROBING and now - self.probe_started < PROBE_WAIT:
-                return _POLL
-        return 0.0
+        return _POLL
 
     def pace(self) -> float:
         """Seconds this request waits for the adaptive rate (0 when unpaced).
@@ -209,18 +205,31 @@ class ModelBudgets:
             self.generation += 1
 
     # -- after a response -------------------------------------------------------
-    def learn(self, response: Any) -> None:
-        """Reads a response: learns its limits, tightens to ``remaining``, adapts the rate."""
-        self.state = KNOWN
+    def learn(self, response: Any, ticket: Optional[int] = None) -> None:
+        """Reads a response: learns its limits, tightens to ``remaining``, adapts the rate.
+
+        ``ticket`` (the request's place in the slow start) leaves the window.
+        """
         limits = read_limits(response.headers)
         found = _limits_of(limits)
+        target = self
         if found:
-            target = self
             if limits.requests_fixed_window:  # OpenRouter's bare X-RateLimit-*: per key
                 self.learning.per_key = True
                 target = self.learning.model(None)
             target._learn_limits(found, limits)
-        if response.status_code < 400 and self.learning.learns_requests:
+        status = response.status_code
+        learns_requests = self.learning.learns_requests
+        slow = self.slow
+        if not slow.over:
+            if ticket is not None:
+                slow.answered(ticket, ok=status < 400)
+            if not learns_requests or "rpm" in target.learned or target is not self:
+                slow.end()  # the limits are known: the learned limiter paces
+            elif status == 429:
+                # Before the slot is given back: no other request goes in its place.
+                self.rate_limited(self.decreases, retry_after(response))
+        if status < 400 and learns_requests:
             self.succeeded()
 
     def _learn_limits(self, found: dict[str, float], limits: ServerLimits) -> None:
@@ -240,6 +249,7 @@ class ModelBudgets:
                 self.learned = values
                 if "rpm" in values:
                     self.rate = None  # the server said it: no need to guess
+                    self.slow.end()
             for budget, value in changed.items():
                 emit("learned_limit", learning.user, model=self.key, budget=budget, value=value)
         adopt_server_limits(limits, self.learned.__contains__, self._adopt, lambda _: None)
@@ -272,11 +282,12 @@ class ModelBudgets:
                     self.rate = rate + self.step * max(0.0, now - self.increased_at)
                 self.increased_at = now
 
-    def rate_limited(self, decreases: int) -> None:
+    def rate_limited(self, decreases: int, wait: Optional[float] = None) -> None:
         """A 429 to a request paced after ``decreases`` decreases: the rate decreases.
 
         Not for a request paced before the last decrease (it was sent at the
-        old rate): once per loss event, as TCP reduces its window.
+        old rate): once per loss event, as TCP reduces its window. ``wait``
+        is the server's (``Retry-After``), read on the first 429 only.
         """
         if not self.learning.learns_requests or "rpm" in self.learned:
             return
@@ -287,7 +298,9 @@ class ModelBudgets:
                 # (after this 429's pause): by then the successes sent with
                 # this request are in, and they are what the server allows.
                 if not self.estimating:
+                    self.slow.end()  # the limit is met: the rate takes over from the window
                     self.estimating = True
+                    self.first_wait = wait
                     self.generation += 1
                     self.decreases += 1
                 return
@@ -300,7 +313,14 @@ class ModelBudgets:
 
     def _first_rate(self, now: float) -> None:
         self.estimating = False
-        delivered = sum(1 for t in self.successes if t >= now - 1.0)
+        delivered: float = sum(1 for t in self.successes if t >= now - 1.0)
+        wait = self.first_wait
+        if wait is not None and 0.0 < wait < 1.0:
+            # The first 429 meets the server's bucket just run dry (the slow
+            # start passes the burst by a few requests): a wait under a second
+            # is the time it takes to refill one request. A whole second is a
+            # rounded bound that tells little.
+            delivered = min(delivered, 1.0 / wait)
         if delivered:  # nothing got through: no rate to start from, the pauses pace alone
             self._set_rate(delivered * BETA, now)
 

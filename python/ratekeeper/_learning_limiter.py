@@ -7,9 +7,9 @@ reconciles both, and hands each response to the model's budgets to learn from.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-from ._learning import KNOWN, ModelBudgets
+from ._learning import ModelBudgets
 
 __all__ = ["LearnedPermit", "LearningLimiter"]
 
@@ -17,15 +17,18 @@ __all__ = ["LearnedPermit", "LearningLimiter"]
 class LearnedPermit:
     """The user's permit and the learned limiter's, released and reconciled together."""
 
-    __slots__ = ("budgets", "inner", "outer")
+    __slots__ = ("budgets", "inner", "outer", "ticket")
 
-    def __init__(self, outer: Any, inner: Any, budgets: ModelBudgets) -> None:
+    def __init__(
+        self, outer: Any, inner: Any, budgets: ModelBudgets, ticket: Optional[int]
+    ) -> None:
         self.outer = outer
         self.inner = inner
         self.budgets = budgets
+        self.ticket = ticket  # the place in the slow start's window, or None
 
     def learn(self, response: Any) -> None:
-        self.budgets.learn(response)
+        self.budgets.learn(response, self.ticket)
 
     def reconcile(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -35,8 +38,8 @@ class LearnedPermit:
                 self.inner.reconcile(*args, **kwargs)
 
     def release(self) -> None:
-        # A first request that failed without a response must not hold the others back.
-        self.budgets.state = KNOWN
+        if self.ticket is not None:  # answered or not, it leaves the window
+            self.budgets.slow.leave(self.ticket)
         try:
             self.outer.release()
         finally:
@@ -58,11 +61,16 @@ class LearningLimiter:
 
     def acquire(self, *args: Any, **kwargs: Any) -> LearnedPermit:
         budgets, sleep = self.budgets, self.policy.sleep
-        wait = budgets.gate()
-        while wait:
-            sleep(wait)
-            wait = budgets.gate()
-        permit = self.user.acquire(*args, **kwargs)
+        ticket = budgets.enter()
+        try:
+            wait = budgets.through(ticket)
+            while wait:
+                sleep(wait)
+                wait = budgets.through(ticket)
+            permit = self.user.acquire(*args, **kwargs)
+        except BaseException:
+            _leave(budgets, ticket)
+            raise
         inner = None
         try:
             learned = budgets.limiter
@@ -73,16 +81,22 @@ class LearningLimiter:
             if inner is not None:
                 inner.release()
             permit.release()
+            _leave(budgets, ticket)
             raise
-        return self._granted(permit, inner)
+        return LearnedPermit(permit, inner, budgets, ticket)
 
     async def acquire_async(self, *args: Any, **kwargs: Any) -> LearnedPermit:
         budgets, sleep = self.budgets, self.policy.sleep_async
-        wait = budgets.gate()
-        while wait:
-            await sleep(wait)
-            wait = budgets.gate()
-        permit = await self.user.acquire_async(*args, **kwargs)
+        ticket = budgets.enter()
+        try:
+            wait = budgets.through(ticket)
+            while wait:
+                await sleep(wait)
+                wait = budgets.through(ticket)
+            permit = await self.user.acquire_async(*args, **kwargs)
+        except BaseException:
+            _leave(budgets, ticket)
+            raise
         inner = None
         try:
             learned = budgets.limiter
@@ -93,11 +107,9 @@ class LearningLimiter:
             if inner is not None:
                 inner.release()
             permit.release()
+            _leave(budgets, ticket)
             raise
-        return self._granted(permit, inner)
-
-    def _granted(self, permit: Any, inner: Any) -> LearnedPermit:
-        return LearnedPermit(permit, inner, self.budgets)
+        return LearnedPermit(permit, inner, budgets, ticket)
 
     def pause(self, seconds: float) -> None:
         self.user.pause(seconds)
@@ -109,6 +121,11 @@ class LearningLimiter:
 
     def _count_retry(self) -> None:
         self.user._count_retry()
+
+
+def _leave(budgets: ModelBudgets, ticket: Optional[int]) -> None:
+    if ticket is not None:
+        budgets.slow.leave(ticket)
 
 
 def _take(acquire: Callable[..., Any], args: Any, kwargs: Any) -> Any:
