@@ -34,7 +34,8 @@ MESSAGES = [{"role": "user", "content": "Say hello to the benchmark."}]
 
 
 async def wrapped_calls(provider: MockProvider, calls: int) -> tuple[float, int]:
-    client = rk.wrap(openai.AsyncOpenAI(base_url=provider.base_url, api_key="bench"))
+    raw = openai.AsyncOpenAI(base_url=provider.base_url, api_key="bench")
+    client = rk.wrap(raw)
 
     async def one() -> None:
         await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
@@ -43,6 +44,7 @@ async def wrapped_calls(provider: MockProvider, calls: int) -> tuple[float, int]
     results = await asyncio.gather(*(one() for _ in range(calls)), return_exceptions=True)
     wall = time.monotonic() - started
     await client.close()
+    await raw.close()  # the client wrap copied from: its own HTTP client, closed in this loop
     return wall, sum(isinstance(result, BaseException) for result in results)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import openai
@@ -139,6 +140,41 @@ def test_without_limit_headers_nothing_is_paced_before_a_429() -> None:
         for _ in range(5):
             _ask(client, "gpt-a")
     assert client.ratekeeper_limiter.stats()["learned"] == {}
+
+
+def test_without_limit_headers_a_concurrent_burst_meets_few_429s() -> None:
+    async def run() -> tuple[list[BaseException], int, int]:
+        with MockProvider(rpm=1200, burst=10, tolerance=0.0, limit_headers=False) as provider:
+            raw = openai.AsyncOpenAI(base_url=provider.base_url, api_key="k")
+            client = rk.wrap(raw)
+
+            async def one() -> None:
+                await client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=4)  # type: ignore[arg-type]
+
+            results = await asyncio.gather(*(one() for _ in range(40)), return_exceptions=True)
+            await client.close()
+            await raw.close()
+            return [r for r in results if isinstance(r, BaseException)], *_tally(provider)
+
+    errors, limited, hits = asyncio.run(run())
+    # Sent at once, 30 of the 40 would meet a 429; the slow start finds the
+    # burst with a few (about a tenth of it), then the adaptive rate paces.
+    assert errors == []
+    assert limited < 0.1 * hits
+
+
+def test_without_limit_headers_concurrent_threads_meet_few_429s() -> None:
+    with MockProvider(rpm=1200, burst=10, tolerance=0.0, limit_headers=False) as provider:
+        client = rk.wrap(openai.OpenAI(base_url=provider.base_url, api_key="k"))
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(lambda _: _ask(client, "m"), range(40)))
+        limited, hits = _tally(provider)
+    assert hits >= 40
+    assert limited < 0.1 * hits
+
+
+def _tally(provider: MockProvider) -> tuple[int, int]:
+    return provider.rate_limited, provider.hits()
 
 
 def test_concurrent_first_calls_wait_for_the_first_response() -> None:

@@ -92,11 +92,15 @@ class SlowStart:
 
     def _let_through(self, now: float) -> None:
         sent = self._sent
-        for ticket, at in list(sent.items()):
-            if now - at >= ADMIT_AFTER:
-                del sent[ticket]
-                self.window += AGED_GROWTH
-                self.admitted += 1
+        aged: list[int] = []
+        for ticket, at in sent.items():  # in the order let through: the oldest first
+            if now - at < ADMIT_AFTER:
+                break
+            aged.append(ticket)
+        for ticket in aged:
+            del sent[ticket]
+            self.window += AGED_GROWTH
+            self.admitted += 1
         queue = self._queue
         while queue and len(sent) < self.window:
             ticket = queue.popleft()
