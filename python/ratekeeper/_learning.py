@@ -8,14 +8,16 @@ per key, as OpenRouter's bare ``X-RateLimit-*``):
   response that carries them: a limiter of those budgets (an ``rk.Limiter``,
   on the user's Redis when the user's limiter is shared there) is taken in
   addition to the user's, and every later response's ``remaining`` tightens it;
-- without any limit header, the request rate adapts (AIMD): unpaced until
-  the first 429, then a multiplicative decrease on each 429 of a request sent
-  after the last decrease, an additive increase while none come.
+- without any limit header, the request rate adapts (AIMD): from the first
+  429 (its wait and the successes before it give the first rate), a
+  multiplicative decrease on each 429 of a request sent after the last
+  decrease, an additive increase while none come.
 
-Until a model's first response is in, its other calls wait for it (at most
-``PROBE_WAIT`` seconds): the limits are unknown and a burst would collect
-429s. ``Learning`` is kept per user limiter, so every client sharing that
-limiter shares what was learned; ``limiter.stats()["learned"]`` shows it.
+Until a model's limits are known (the first answer that states them, or the
+first 429), its calls go out through a slow start's window
+(:mod:`ratekeeper._slow_start`): a burst sent blind would collect 429s.
+``Learning`` is kept per user limiter, so every client sharing that limiter
+shares what was learned; ``limiter.stats()["learned"]`` shows it.
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ class ModelBudgets:
             self.generation += 1
 
     # -- after a response -------------------------------------------------------
-    def learn(self, response: Any, ticket: Optional[int] = None) -> None:
+    def learn(self, response: Any, *, ticket: Optional[int] = None) -> None:
         """Reads a response: learns its limits, tightens to ``remaining``, adapts the rate.
 
         ``ticket`` (the request's place in the slow start) leaves the window.

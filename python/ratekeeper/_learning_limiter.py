@@ -28,7 +28,7 @@ class LearnedPermit:
         self.ticket = ticket  # the place in the slow start's window, or None
 
     def learn(self, response: Any) -> None:
-        self.budgets.learn(response, self.ticket)
+        self.budgets.learn(response, ticket=self.ticket)
 
     def reconcile(self, *args: Any, **kwargs: Any) -> None:
         try:
