@@ -94,8 +94,8 @@ async def test_a_batch_beyond_the_burst_finishes_near_the_ideal_time(tmp_path: P
 async def test_a_batch_without_rpm_or_limit_headers_adapts_to_the_providers_rate(
     tmp_path: Path,
 ) -> None:
-    # No budget and no header to learn one from: after the first burst of
-    # 429s the rate adapts, so the retries get through and few more 429s come.
+    # No budget and no header to learn one from: the slow start finds the
+    # burst with a few 429s (not one per worker past it), then the rate adapts.
     n = 150
     source = tmp_path / "in.jsonl"
     message = [{"role": "user", "content": "hi"}]
@@ -110,6 +110,6 @@ async def test_a_batch_without_rpm_or_limit_headers_adapts_to_the_providers_rate
             show_progress=False,
         )
         summary = await run_batch(options)
-        rejected = provider.rate_limited
+        rejected, hits = provider.rate_limited, provider.hits()
     assert summary.failed == 0
-    assert rejected < n // 2, f"{rejected} 429s for {n} lines"
+    assert rejected < 0.1 * hits, f"{rejected} 429s in {hits} requests"

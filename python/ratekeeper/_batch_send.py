@@ -163,14 +163,10 @@ class Sender:
         self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
         self.learned: dict[str, float] = {}
         self.learning = True
-        # Without a budget or limit headers, the request rate adapts to the 429s (AIMD).
+        # Without a request budget, the requests go through a slow start until
+        # the limits are known (the first answer that states them, or the
+        # first 429); without limit headers, the rate then adapts (AIMD).
         self.adaptive = adaptive_pace()
-        # With no budget given, one request goes first and the others wait for
-        # its answer: its headers say the limits before a burst can hit them.
-        self.first_answer: Optional[asyncio.Event] = None
-        if rpm is None and tpm is None:
-            self.first_answer = asyncio.Event()
-        self.probing = False
         self.max_retries, self.stop_after = max_retries, stop_after
         self.backoff = Backoff(base=0.5, max_delay=20.0)
         self.down_in_a_row = 0
@@ -197,6 +193,7 @@ class Sender:
         if stated_rpm is None and limits.tokens_limit is None:
             return  # no limit stated yet: ask the next answer
         self.learning = False
+        self.adaptive.slow.end()  # the limits are known: no more slow start
         rpm, tpm = _lower(self.rpm, stated_rpm), _lower(self.tpm, limits.tokens_limit)
         self.learned = {
             k: v for k, v, old in (("rpm", rpm, self.rpm), ("tpm", tpm, self.tpm)) if v != old and v
@@ -210,18 +207,24 @@ class Sender:
         self.limiter = Limiter(rpm=rpm, tpm=tpm, burst=burst)
 
     async def send(self, job: Job, in_flight: list[bool], worker: int = 0) -> Outcome:
-        """Sends ``job`` on ``worker``'s connection until it succeeds, fails for good, or runs out."""
-        first = self.first_answer
-        if first is not None and not first.is_set():
-            if self.probing:
-                await first.wait()
-            else:
-                self.probing = True
-                try:
-                    return await self._send(job, in_flight, worker)
-                finally:
-                    first.set()  # even if the probe failed or was cancelled: never a hang
-        return await self._send(job, in_flight, worker)
+        """Sends ``job`` on ``worker``'s connection until it succeeds, fails for good, or runs out.
+
+        Until the limits are known, it first waits for its place in the slow start.
+        """
+        adaptive = self.adaptive
+        ticket = adaptive.enter() if self.rpm is None else None
+        try:
+            wait = adaptive.through(ticket)
+            while wait:
+                await asyncio.sleep(wait)
+                wait = adaptive.through(ticket)
+            outcome = await self._send(job, in_flight, worker)
+            if ticket is not None:
+                adaptive.slow.answered(ticket, ok=outcome.ok)
+        finally:
+            if ticket is not None:  # even if it failed or was cancelled: never a hang
+                adaptive.slow.leave(ticket)
+        return outcome
 
     async def _send(self, job: Job, in_flight: list[bool], worker: int) -> Outcome:
         assert job.body is not None
@@ -289,8 +292,6 @@ class Sender:
             self.limiter.update_from_headers(headers)
         if outcome.ok and self.tpm:
             permit.reconcile(tokens)
-        if self.first_answer is not None:
-            self.first_answer.set()
         down = status is None or status in _DOWN_STATUSES
         refused = status in (401, 403)  # the key, not the line: every line would fail alike
         self.down_in_a_row = self.down_in_a_row + 1 if down or refused else 0
@@ -302,7 +303,7 @@ class Sender:
                 wait = min(max(server, 0.0), MAX_SERVER_WAIT)
             if status == 429:
                 self.limiter.pause(wait)
-                self.adaptive.rate_limited(paced_after)
+                self.adaptive.rate_limited(paced_after, server)
                 self.adaptive.pause(wait)
         elif outcome.ok:
             self.adaptive.succeeded()
