@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
 
 import anthropic
 import openai
@@ -11,6 +12,7 @@ import pytest
 from scripted_server import ScriptedServer, ok
 
 import ratekeeper as rk
+from ratekeeper._learning import adaptive_pace
 from ratekeeper.testing import MockProvider
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -215,3 +217,20 @@ def test_learned_budgets_are_shared_through_redis_with_the_users_limiter(
         for index in range(30):
             _ask(clients[index % 2], "gpt-a")
         assert provider.rate_limited == 0
+
+
+@pytest.mark.parametrize(("wait", "rpm"), [(0.1, 480.0), (1.0, 960.0), (None, 960.0)])
+def test_the_first_rate_is_capped_by_a_first_429s_wait_under_a_second(
+    wait: Optional[float], rpm: float
+) -> None:
+    clock = rk.ManualClock()
+    pace = adaptive_pace(clock)
+    for _ in range(20):  # the slow start passed 20 in the last second
+        pace.succeeded()
+        clock.advance(0.01)
+    pace.rate_limited(pace.decreases, wait)
+    assert pace.slow.over  # the limit is met: the rate takes over from the window
+    pace.pace()
+    # 0.1 s to refill one request: 10 a second, x0.8. A whole second says
+    # little: 0.8 x the 20 successes of the last second.
+    assert pace.values()["rpm"] == pytest.approx(rpm)
