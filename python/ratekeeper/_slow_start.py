@@ -68,6 +68,7 @@ class SlowStart:
             self._let_through(now)
             if ticket in self._granted:
                 self._granted.discard(ticket)
+                self._sent[ticket] = now  # sent now: its age counts from here
                 return True
         return False
 
