@@ -68,7 +68,10 @@ class SlowStart:
             self._let_through(now)
             if ticket in self._granted:
                 self._granted.discard(ticket)
-                self._sent[ticket] = now  # sent now: its age counts from here
+                # Sent now: its age counts from here, and it goes to the end of the
+                # order _let_through relies on (reassigning a key keeps its place).
+                self._sent.pop(ticket, None)
+                self._sent[ticket] = now
                 return True
         return False
 
